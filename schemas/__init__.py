@@ -1,0 +1,117 @@
+"""Beckon's public contract as code: events in, rules, invitations and decisions out.
+
+events       ClickEvent (one model per type) and the hot-path parser
+rules        Rule, RulesFile, RuleSet and their loaders
+invitations  Invitation and Decision, the worker's outputs
+instants     epoch milliseconds <-> RFC 3339 text
+templates    the ``{name|default}`` message template syntax
+errors       the exception tree
+generate     ``python -m schemas.generate`` writes the JSON Schema files in json/
+"""
+
+from schemas.errors import (
+    BeckonError,
+    BrokerError,
+    ConfigError,
+    InvalidEvent,
+    InvalidInput,
+    InvalidRules,
+)
+from schemas.events import (
+    CLICK_EVENT,
+    EVENT_TYPES,
+    PAGE_EVENT_TYPES,
+    ClickEvent,
+    Custom,
+    ExitIntent,
+    Identify,
+    InvitationResponse,
+    PageLeave,
+    PagePing,
+    PageView,
+    Scroll,
+    event_to_json,
+    parse_event,
+    validate_event,
+)
+from schemas.instants import format_instant, parse_instant
+from schemas.invitations import (
+    DECISION,
+    INVITATION,
+    SUPPRESSION_REASONS,
+    Decision,
+    Invitation,
+    decision_to_json,
+    invitation_to_json,
+    parse_decision,
+    parse_invitation,
+)
+from schemas.rules import (
+    EMPTY_RULES,
+    Frequency,
+    Location,
+    Message,
+    PredicateOps,
+    Rule,
+    RuleSet,
+    RulesFile,
+    Timeframe,
+    Trigger,
+    load_rules,
+    load_rules_file,
+    parse_rule_message,
+    rule_to_json,
+)
+from schemas.templates import Placeholder, parse_template, render_template
+
+__all__ = [
+    "CLICK_EVENT",
+    "DECISION",
+    "EMPTY_RULES",
+    "EVENT_TYPES",
+    "INVITATION",
+    "PAGE_EVENT_TYPES",
+    "SUPPRESSION_REASONS",
+    "BeckonError",
+    "BrokerError",
+    "ClickEvent",
+    "ConfigError",
+    "Custom",
+    "Decision",
+    "ExitIntent",
+    "Frequency",
+    "Identify",
+    "InvalidEvent",
+    "InvalidInput",
+    "InvalidRules",
+    "Invitation",
+    "InvitationResponse",
+    "Location",
+    "Message",
+    "PageLeave",
+    "PagePing",
+    "PageView",
+    "Placeholder",
+    "PredicateOps",
+    "Rule",
+    "RuleSet",
+    "RulesFile",
+    "Scroll",
+    "Timeframe",
+    "Trigger",
+    "decision_to_json",
+    "event_to_json",
+    "format_instant",
+    "invitation_to_json",
+    "load_rules",
+    "load_rules_file",
+    "parse_decision",
+    "parse_event",
+    "parse_instant",
+    "parse_invitation",
+    "parse_rule_message",
+    "parse_template",
+    "render_template",
+    "rule_to_json",
+    "validate_event",
+]
