@@ -1,0 +1,158 @@
+"""The ``beckon`` command: parses arguments, builds Settings once, calls the library.
+
+Every setting is a ``--flag`` on every sub-command as well as a ``BECKON_`` variable;
+a flag wins over the variable.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import signal
+import sys
+import time
+from collections.abc import Callable, Sequence
+from types import FrameType
+
+from schemas.errors import BeckonError
+from streams import broker, topics
+from streams.settings import Settings, load_settings
+
+log = logging.getLogger("beckon")
+
+Handler = Callable[[argparse.Namespace, Settings], int]
+
+
+def _settings_parser() -> argparse.ArgumentParser:
+    """A parent parser with one --flag per Settings field (values checked by Settings)."""
+    parser = argparse.ArgumentParser(add_help=False)
+    group = parser.add_argument_group("settings (each also a BECKON_<NAME> variable)")
+    for name, info in Settings.model_fields.items():
+        flag = "--" + name.replace("_", "-")
+        group.add_argument(flag, dest=f"setting_{name}", metavar="VALUE",
+                           help=info.description)  # fmt: skip
+    return parser
+
+
+def _settings_from(args: argparse.Namespace) -> Settings:
+    overrides = {
+        key.removeprefix("setting_"): value
+        for key, value in vars(args).items()
+        if key.startswith("setting_") and value is not None
+    }
+    return load_settings(**overrides)
+
+
+# --- broker and topics --------------------------------------------------------------------
+
+
+def cmd_broker_start(args: argparse.Namespace, settings: Settings) -> int:
+    began = time.monotonic()
+    state = broker.start(settings)
+    created = topics.ensure_topics(settings.model_copy(update={"bootstrap": state.bootstrap}))
+    print(f"broker {state} [{time.monotonic() - began:.1f} s]")
+    if created:
+        print(f"created topics: {', '.join(created)}")
+    return 0
+
+
+def cmd_broker_stop(args: argparse.Namespace, settings: Settings) -> int:
+    print("broker stopped" if broker.stop(settings) else "broker was not running")
+    return 0
+
+
+def cmd_broker_status(args: argparse.Namespace, settings: Settings) -> int:
+    state = broker.status(settings)
+    print(f"broker {state}")
+    return 0 if state.running else 1
+
+
+def cmd_broker_install(args: argparse.Namespace, settings: Settings) -> int:
+    print(f"Kafka {settings.kafka_version} jars in {broker.install(settings)}")
+    return 0
+
+
+def cmd_topics_create(args: argparse.Namespace, settings: Settings) -> int:
+    created = topics.ensure_topics(settings)
+    print(f"created: {', '.join(created)}" if created else "all topics exist")
+    return 0
+
+
+def cmd_up(args: argparse.Namespace, settings: Settings) -> int:
+    """Everything on this machine until Ctrl-C (grows as the services land)."""
+    was_running = broker.status(settings).running
+    state = broker.start(settings)
+    topics.ensure_topics(settings.model_copy(update={"bootstrap": state.bootstrap}))
+    print(f"Beckon is up. Kafka {settings.kafka_version}: {state}")
+    print(f"  topics: {', '.join(t.name for t in topics.contract_topics(settings))}")
+    print("Ctrl-C stops it all.")
+    stopping = False
+
+    def on_signal(signum: int, frame: FrameType | None) -> None:
+        nonlocal stopping
+        stopping = True
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+    while not stopping:
+        time.sleep(0.5)
+    if not was_running:
+        print("stopping the broker …")
+        broker.stop(settings)
+    return 0
+
+
+# --- the parser ---------------------------------------------------------------------------
+
+
+def build_parser() -> argparse.ArgumentParser:
+    common = _settings_parser()
+    parser = argparse.ArgumentParser(
+        prog="beckon", description="Beckon: proactive chat invitations from clickstreams."
+    )
+    parser.add_argument("-v", "--verbose", action="store_true", help="log debug detail")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    def add(parent: argparse._SubParsersAction[argparse.ArgumentParser], name: str,
+            handler: Handler, help: str) -> argparse.ArgumentParser:  # fmt: skip
+        p = parent.add_parser(name, parents=[common], help=help, description=help)
+        p.set_defaults(handler=handler)
+        return p
+
+    add(sub, "up", cmd_up, "run everything locally until Ctrl-C")
+
+    broker_p = sub.add_parser("broker", help="a local single-node Kafka (KRaft)")
+    broker_sub = broker_p.add_subparsers(dest="action", required=True, metavar="ACTION")
+    add(broker_sub, "start", cmd_broker_start, "start it; returns once it accepts clients")
+    add(broker_sub, "stop", cmd_broker_stop, "stop it cleanly")
+    add(broker_sub, "status", cmd_broker_status, "exit 0 if it runs, 1 if not")
+    add(broker_sub, "install", cmd_broker_install, "fetch Kafka's jars from Maven Central")
+
+    topics_p = sub.add_parser("topics", help="the contract's topics")
+    topics_sub = topics_p.add_subparsers(dest="action", required=True, metavar="ACTION")
+    add(topics_sub, "create", cmd_topics_create, "create the topics that are missing")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+    # The Kafka clients are chatty at INFO; their warnings still show.
+    for noisy in ("kafka", "aiokafka"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+    try:
+        settings = _settings_from(args)
+        return int(args.handler(args, settings))
+    except BeckonError as exc:
+        print(f"beckon: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

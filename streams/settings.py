@@ -1,0 +1,157 @@
+"""Beckon's configuration: one pydantic-settings class, read from the environment once.
+
+Every field is a ``BECKON_<NAME>`` environment variable and a ``--name`` flag of the
+``beckon`` command (see ``streams.cli``). Entry points build a :class:`Settings` and pass
+it down as a value; library code never reads the environment itself.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import Field, SecretStr, field_validator, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from schemas.errors import ConfigError
+
+# Kafka 4.4.0: the current release (KRaft only, transactions v2 by default). Checked with
+# aiokafka 0.14 (faust-streaming 0.15) and kafka-python 3.0: produce, consume, groups and
+# transactions on a single combined node.
+KAFKA_VERSION = "4.4.0"
+
+SecurityProtocol = Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"]
+SaslMechanism = Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"]
+
+
+def _default_home() -> Path:
+    return Path.home() / ".cache" / "beckon"
+
+
+class Settings(BaseSettings):
+    """All of Beckon's settings. Secrets are ``SecretStr`` and never printed."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="BECKON_", extra="ignore", frozen=True, validate_default=True
+    )
+
+    # --- Kafka connection -------------------------------------------------------------
+    bootstrap: str = Field("localhost:9092", description="Kafka bootstrap servers, host:port,...")
+    security_protocol: SecurityProtocol = Field("PLAINTEXT", description="Kafka security protocol")
+    sasl_mechanism: SaslMechanism | None = Field(None, description="SASL mechanism")
+    sasl_username: str | None = Field(None, description="SASL user name")
+    sasl_password: SecretStr | None = Field(None, description="SASL password (never logged)")
+    ssl_cafile: Path | None = Field(None, description="CA bundle to verify the brokers")
+    ssl_certfile: Path | None = Field(None, description="client certificate (mutual TLS)")
+    ssl_keyfile: Path | None = Field(None, description="client private key (mutual TLS)")
+    ssl_password: SecretStr | None = Field(None, description="password of the private key")
+    ssl_check_hostname: bool = Field(True, description="verify the brokers' host names")
+
+    # --- Topics -----------------------------------------------------------------------
+    topic_clickstream: str = Field("beckon.clickstream", description="clickstream topic")
+    topic_invitations: str = Field("beckon.invitations", description="invitations topic")
+    topic_decisions: str = Field("beckon.decisions", description="decisions topic")
+    topic_rules: str = Field("beckon.rules", description="rules topic (compacted)")
+    topic_dlq: str = Field("beckon.clickstream.dlq", description="dead-letter topic")
+    partitions: int = Field(8, ge=1, le=10_000, description="partitions of new topics")
+    replication_factor: int = Field(1, ge=1, le=32, description="replication of new topics")
+
+    # --- The engine (when rules fire) ----------------------------------------------------
+    session_timeout_s: float = Field(
+        1800, gt=0, description="new session after this long without events (no session_id)"
+    )
+    presence_timeout_s: float = Field(
+        30, gt=0, description="present while the latest event is this recent"
+    )
+    min_gap_s: float = Field(60, ge=0, description="minimum time between invitations to a visitor")
+    invitation_ttl_s: float = Field(60, gt=0, description="expires_at = triggered_at + this")
+
+    # --- Local broker (beckon broker ...) ---------------------------------------------
+    kafka_version: str = Field(KAFKA_VERSION, description="Apache Kafka release to run")
+    home: Path = Field(default_factory=_default_home, description="cache: jars, broker data")
+    broker_dir: Path | None = Field(None, description="broker data and logs [HOME/broker]")
+    broker_port: int = Field(9092, ge=1, le=65535, description="local broker's client port")
+    controller_port: int = Field(9093, ge=1, le=65535, description="local controller port")
+    broker_heap: str = Field("1g", description="JVM heap of the local broker (-Xmx)")
+    broker_start_timeout: float = Field(90.0, gt=0, description="seconds to wait for start")
+
+    @field_validator("bootstrap")
+    @classmethod
+    def _bootstrap_has_ports(cls, value: str) -> str:
+        hosts = [h.strip() for h in value.split(",") if h.strip()]
+        if not hosts or any(":" not in h for h in hosts):
+            raise ValueError(f"must be host:port[,host:port...], got {value!r}")
+        return ",".join(hosts)
+
+    @model_validator(mode="after")
+    def _sasl_is_complete(self) -> Settings:
+        incomplete = not (self.sasl_mechanism and self.sasl_username and self.sasl_password)
+        if self.security_protocol.startswith("SASL_") and incomplete:
+            raise ValueError(
+                f"security_protocol {self.security_protocol} needs BECKON_SASL_MECHANISM, "
+                "BECKON_SASL_USERNAME and BECKON_SASL_PASSWORD"
+            )
+        if self.broker_port == self.controller_port:
+            raise ValueError("broker_port and controller_port must differ")
+        return self
+
+    @property
+    def broker_path(self) -> Path:
+        return self.broker_dir or self.home / "broker"
+
+    # --- Client configuration -----------------------------------------------------------
+    def _security(self) -> dict[str, Any]:
+        conf: dict[str, Any] = {"security_protocol": self.security_protocol}
+        if self.security_protocol.startswith("SASL_"):
+            assert self.sasl_password is not None  # checked by _sasl_is_complete
+            conf.update(
+                sasl_mechanism=self.sasl_mechanism,
+                sasl_plain_username=self.sasl_username,
+                sasl_plain_password=self.sasl_password.get_secret_value(),
+            )
+        if self.security_protocol in ("SSL", "SASL_SSL"):
+            conf.update(
+                ssl_cafile=str(self.ssl_cafile) if self.ssl_cafile else None,
+                ssl_certfile=str(self.ssl_certfile) if self.ssl_certfile else None,
+                ssl_keyfile=str(self.ssl_keyfile) if self.ssl_keyfile else None,
+                ssl_password=(self.ssl_password.get_secret_value() if self.ssl_password else None),
+                ssl_check_hostname=self.ssl_check_hostname,
+            )
+        return conf
+
+    def kafka_python_config(self) -> dict[str, Any]:
+        """Keyword arguments for kafka-python clients (producer, consumer, admin)."""
+        return {"bootstrap_servers": self.bootstrap.split(","), **self._security()}
+
+    def aiokafka_config(self) -> dict[str, Any]:
+        """Keyword arguments for aiokafka clients (what faust-streaming runs on)."""
+        conf = {"bootstrap_servers": self.bootstrap, **self._security()}
+        if self.security_protocol in ("SSL", "SASL_SSL"):
+            from aiokafka.helpers import create_ssl_context
+
+            conf = {k: v for k, v in conf.items() if not k.startswith("ssl_")}
+            conf["ssl_context"] = create_ssl_context(
+                cafile=str(self.ssl_cafile) if self.ssl_cafile else None,
+                certfile=str(self.ssl_certfile) if self.ssl_certfile else None,
+                keyfile=str(self.ssl_keyfile) if self.ssl_keyfile else None,
+                password=self.ssl_password.get_secret_value() if self.ssl_password else None,
+            )
+        return conf
+
+
+def load_settings(**overrides: Any) -> Settings:
+    """Build Settings from the environment plus explicit overrides (e.g. CLI flags).
+
+    Raises ConfigError naming the BECKON_ variable at fault.
+    """
+    from pydantic import ValidationError
+
+    try:
+        return Settings(**{k: v for k, v in overrides.items() if v is not None})
+    except ValidationError as exc:
+        faults = []
+        for err in exc.errors():
+            name = ".".join(str(p) for p in err["loc"])
+            where = f"BECKON_{name.upper()} (--{name.replace('_', '-')})" if name else "settings"
+            faults.append(f"{where}: {err['msg']}")
+        raise ConfigError("; ".join(faults)) from exc

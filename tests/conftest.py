@@ -1,0 +1,1 @@
+"""Fixtures shared by every tier. The broker fixtures live in tests/integration/conftest.py."""
