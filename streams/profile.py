@@ -1,0 +1,141 @@
+"""The visitor's derived profile and the rendering of invitation messages.
+
+Owns: ``device`` from the user agent, the landing attributes (``utm_*``,
+``referrer_host``), the choice of a message locale for the visitor's language, and
+message templates compiled once per rule.
+
+Device classes come from Matomo's device-detector rules (the ``device-detector``
+package): smartphones, phablets and feature phones are ``mobile``; tablets are ``tablet``;
+everything else is ``desktop``: desktops, TVs, consoles, cars, wearables, bots (even a
+bot that claims to be a phone), and an unknown, empty or missing user agent. An iPad in
+"desktop site" mode sends a macOS user agent and is ``desktop``: only client hints could
+tell, and events do not carry them.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Final
+from urllib.parse import parse_qsl, urlsplit
+
+from device_detector import DeviceDetector
+
+from schemas.templates import Placeholder, parse_template
+
+__all__ = [
+    "UA_CACHE_SIZE",
+    "UTM_KEYS",
+    "Template",
+    "device_of",
+    "landing_attributes",
+    "pick_locale",
+]
+
+UA_CACHE_SIZE: Final = 10_000
+UTM_KEYS: Final = ("utm_source", "utm_medium", "utm_campaign")
+_MOBILE: Final = frozenset({"smartphone", "phablet", "feature phone"})
+
+
+# --- Device ---------------------------------------------------------------------------
+
+
+def device_of(user_agent: str | None) -> str:
+    """``"desktop"``, ``"mobile"`` or ``"tablet"`` for a user agent (cached)."""
+    if not user_agent:
+        return "desktop"
+    return _device_of(user_agent)
+
+
+# Parsing takes milliseconds and a site sees few distinct user agents: cache by string.
+@functools.lru_cache(maxsize=UA_CACHE_SIZE)
+def _device_of(user_agent: str) -> str:
+    # check_cache=False: the library's own cache keeps whole parser objects; ours keeps
+    # one short string per user agent.
+    parsed = DeviceDetector(user_agent, check_cache=False).parse()
+    if parsed.is_bot():
+        return "desktop"
+    kind = str(parsed.device_type())  # an enum or a plain string, depending on the rule
+    if kind in _MOBILE:
+        return "mobile"
+    return "tablet" if kind == "tablet" else "desktop"
+
+
+# --- Landing --------------------------------------------------------------------------
+
+
+def landing_attributes(url: str, referrer: str | None) -> dict[str, str]:
+    """``utm_*`` from the landing URL's query (non-empty ones) and ``referrer_host``."""
+    found: dict[str, str] = {}
+    try:
+        query = urlsplit(url).query
+    except ValueError:  # e.g. an unclosed "[" in the host; such a URL has no usable query
+        query = ""
+    if "utm_" in query:
+        for key, value in parse_qsl(query):
+            if key in UTM_KEYS and value and key not in found:  # the first one wins
+                found[key] = value
+    if referrer:
+        try:
+            host = urlsplit(referrer).hostname  # lower-cased, without port or user
+        except ValueError:
+            host = None
+        if host:
+            found["referrer_host"] = host
+    return found
+
+
+# --- Locale ---------------------------------------------------------------------------
+
+
+def pick_locale(language: str | None, locales: Mapping[str, object]) -> str | None:
+    """The key of ``locales`` to use for a visitor language such as ``ja-JP``, or None.
+
+    In order: the same tag (case-insensitive), the visitor's primary subtag ("ja-JP" ->
+    "ja"), then a locale with the visitor's primary subtag ("ja" -> "ja-JP"; the first in
+    sorted order when several, so the choice never depends on key order).
+    """
+    if not language or not locales:
+        return None
+    wanted = language.strip().replace("_", "-").lower()
+    primary = wanted.partition("-")[0]
+    by_lower = {key.lower(): key for key in locales}
+    if wanted in by_lower:
+        return by_lower[wanted]
+    if primary in by_lower:
+        return by_lower[primary]
+    regional = sorted(key for key in locales if key.partition("-")[0].lower() == primary)
+    return regional[0] if regional else None
+
+
+# --- Templates ------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Template:
+    """A message template parsed once; ``render`` fills it like ``render_template``."""
+
+    text: str
+    parts: tuple[str | Placeholder, ...] = field(repr=False, compare=False)
+
+    @classmethod
+    def of(cls, text: str) -> Template:
+        """Parse ``text``; raises ValueError when malformed (rules are validated first)."""
+        return cls(text, parse_template(text))
+
+    def render(self, values: Mapping[str, object]) -> str:
+        """A known, non-null value wins, then the placeholder's default, then ''."""
+        out: list[str] = []
+        for part in self.parts:
+            if isinstance(part, str):
+                out.append(part)
+                continue
+            value = values.get(part.name)
+            if value is None:
+                out.append(part.default or "")
+            elif isinstance(value, bool):
+                out.append("true" if value else "false")
+            else:
+                out.append(str(value))
+        return "".join(out)
