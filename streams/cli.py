@@ -12,7 +12,9 @@ import signal
 import sys
 import time
 from collections.abc import Callable, Sequence
+from pathlib import Path
 from types import FrameType
+from typing import Any
 
 from schemas.errors import BeckonError
 from streams import broker, topics
@@ -78,6 +80,45 @@ def cmd_topics_create(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+# --- rules and backtest ---------------------------------------------------------------
+
+
+def cmd_rules_validate(args: argparse.Namespace, settings: Settings) -> int:
+    from schemas.rules import load_rules_file
+
+    ruleset = load_rules_file(args.file)
+    enabled = sum(rule.enabled for rule in ruleset)
+    print(f"{args.file}: {len(ruleset)} rules ({enabled} enabled), version {ruleset.version}")
+    return 0
+
+
+def cmd_backtest(args: argparse.Namespace, settings: Settings) -> int:
+    import orjson
+
+    from schemas.rules import load_rules_file
+    from streams.backtest import backtest_file, summary
+    from streams.engine import Limits
+    from streams.rules import CompiledRules
+
+    rules = CompiledRules.of(load_rules_file(args.rules))
+    result = backtest_file(Path(args.events), rules, Limits.of(settings), show_progress=True)
+    _write_lines(args.out, result.invitations, orjson.dumps)
+    if args.decisions:
+        _write_lines(args.decisions, result.decisions, orjson.dumps)
+    print(summary(result, rules), file=sys.stderr)
+    return 0
+
+
+def _write_lines(target: str | None, records: list[Any], dumps: Callable[[Any], bytes]) -> None:
+    """JSON lines to a file, or to standard output without one."""
+    data = b"".join(dumps(record) + b"\n" for record in records)
+    if target is None or target == "-":
+        sys.stdout.buffer.write(data)
+        sys.stdout.flush()
+    else:
+        Path(target).write_bytes(data)
+
+
 def cmd_up(args: argparse.Namespace, settings: Settings) -> int:
     """Everything on this machine until Ctrl-C (grows as the services land)."""
     was_running = broker.status(settings).running
@@ -127,6 +168,16 @@ def build_parser() -> argparse.ArgumentParser:
     add(broker_sub, "stop", cmd_broker_stop, "stop it cleanly")
     add(broker_sub, "status", cmd_broker_status, "exit 0 if it runs, 1 if not")
     add(broker_sub, "install", cmd_broker_install, "fetch Kafka's jars from Maven Central")
+
+    rules_p = sub.add_parser("rules", help="targeting rules files")
+    rules_sub = rules_p.add_subparsers(dest="action", required=True, metavar="ACTION")
+    add(rules_sub, "validate", cmd_rules_validate, "check a rules file").add_argument("file")
+
+    bt = add(sub, "backtest", cmd_backtest, "run the engine offline over recorded events")
+    bt.add_argument("--rules", required=True, help="rules file (YAML or JSON)")
+    bt.add_argument("--events", required=True, help="events, JSON lines, any order")
+    bt.add_argument("--out", help="invitations as JSON lines [standard output]")
+    bt.add_argument("--decisions", help="every decision as JSON lines")
 
     topics_p = sub.add_parser("topics", help="the contract's topics")
     topics_sub = topics_p.add_subparsers(dest="action", required=True, metavar="ACTION")

@@ -1,0 +1,99 @@
+"""`beckon backtest` and `beckon rules validate` as a user runs them."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import orjson
+
+from schemas.invitations import DECISION, INVITATION
+
+RULES = """
+rules:
+  - id: pricing-hesitation
+    priority: 10
+    location: {include: ["https://shop.example/pricing*"]}
+    trigger: {dwell_seconds: 30}
+    message: {text: "Hi {first_name|there}, any questions about our plans?"}
+    queue: sales
+"""
+T0 = 1_764_583_200_000  # 2025-12-01T10:00:00Z
+
+
+def _event(n: int, kind: str, ts: int, url: str = "https://shop.example/pricing") -> bytes:
+    return orjson.dumps(
+        {
+            "event_id": f"e{n}",
+            "type": kind,
+            "visitor_id": "v1",
+            "site_id": "shop",
+            "ts": ts,
+            "url": url,
+        }
+    )
+
+
+def _beckon(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "streams.cli", *args],
+        capture_output=True, text=True, timeout=60, check=False,
+    )  # fmt: skip
+
+
+def test_backtest_writes_invitations_decisions_and_a_summary(tmp_path: Path) -> None:
+    rules, events = tmp_path / "rules.yaml", tmp_path / "events.jsonl"
+    rules.write_text(RULES)
+    lines = [
+        _event(3, "page_ping", T0 + 20_000),  # file order is not time order
+        _event(1, "page_view", T0),
+        b"{not json",
+        _event(2, "page_ping", T0 + 10_000),
+    ]
+    events.write_bytes(b"\n".join(lines) + b"\n")
+    out, decisions = tmp_path / "out.jsonl", tmp_path / "decisions.jsonl"
+
+    done = _beckon("backtest", "--rules", str(rules), "--events", str(events),
+                   "--out", str(out), "--decisions", str(decisions))  # fmt: skip
+
+    assert done.returncode == 0, done.stderr
+    [invitation] = [INVITATION.validate_json(line) for line in out.read_bytes().splitlines()]
+    assert invitation.rule_id == "pricing-hesitation"
+    assert invitation.triggered_at == "2025-12-01T10:00:30.000Z"
+    assert invitation.message == "Hi there, any questions about our plans?"
+    [decision] = [DECISION.validate_json(line) for line in decisions.read_bytes().splitlines()]
+    assert decision.outcome == "invited"
+    assert decision.invitation_id == invitation.invitation_id
+    assert "pricing-hesitation" in done.stderr
+    assert "3 events, 1 visitors, 1 bad lines, 1 invitations" in done.stderr
+    assert "bad line 3:" in done.stderr
+
+
+def test_backtest_without_out_writes_invitations_to_standard_output(tmp_path: Path) -> None:
+    rules, events = tmp_path / "rules.yaml", tmp_path / "events.jsonl"
+    rules.write_text(RULES)
+    events.write_bytes(_event(1, "page_view", T0) + b"\n" + _event(2, "page_ping", T0 + 29_000))
+    done = _beckon("backtest", "--rules", str(rules), "--events", str(events))
+    assert done.returncode == 0, done.stderr
+    assert [orjson.loads(line)["rule_id"] for line in done.stdout.splitlines()] == [
+        "pricing-hesitation"
+    ]
+
+
+def test_an_invalid_rules_file_stops_the_backtest_naming_the_field(tmp_path: Path) -> None:
+    rules, events = tmp_path / "rules.yaml", tmp_path / "events.jsonl"
+    rules.write_text(RULES.replace("dwell_seconds: 30", "dwell_secs: 30"))
+    events.write_bytes(_event(1, "page_view", T0))
+    done = _beckon("backtest", "--rules", str(rules), "--events", str(events))
+    assert done.returncode == 2
+    assert "rules[0] (id=pricing-hesitation).trigger.dwell_secs" in done.stderr
+    assert done.stdout == ""
+
+
+def test_rules_validate_reports_the_count_and_version(tmp_path: Path) -> None:
+    rules = tmp_path / "rules.yaml"
+    rules.write_text(RULES)
+    done = _beckon("rules", "validate", str(rules))
+    assert done.returncode == 0
+    assert "1 rules (1 enabled), version " in done.stdout
