@@ -161,19 +161,27 @@ PAGE_EVENT_TYPES: Final[frozenset[str]] = frozenset(
 
 CLICK_EVENT: Final[TypeAdapter[ClickEvent]] = TypeAdapter(ClickEvent)
 _validate = CLICK_EVENT.validate_python
+_validate_json = CLICK_EVENT.validate_json
 _dump_json = CLICK_EVENT.dump_json
 
 
 def parse_event(raw: bytes | str) -> ClickEvent:
     """JSON bytes (or text) -> a validated, frozen ClickEvent; raises InvalidEvent."""
     try:
+        # One pass in pydantic-core, JSON straight to the model: the hot path.
+        return _validate_json(raw)
+    except ValidationError as exc:
+        failure = exc
+    # Slow path, failures only: decode again to tell bad JSON from a bad field.
+    try:
         data = orjson.loads(raw)
     except orjson.JSONDecodeError as exc:
         raise InvalidEvent([("", f"not valid JSON: {exc}")]) from exc
     try:
-        return _validate(data)
+        _validate(data)
     except ValidationError as exc:
         raise InvalidEvent(_event_problems(data, exc)) from exc
+    raise InvalidEvent(_event_problems(data, failure)) from failure
 
 
 def validate_event(data: Any) -> ClickEvent:
