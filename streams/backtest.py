@@ -9,6 +9,7 @@ never fatal.
 
 from __future__ import annotations
 
+import gc
 import sys
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
@@ -35,25 +36,56 @@ class Result:
     visitors: int = 0
 
 
-def read_events(
-    lines: Iterable[bytes], result: Result, progress: Callable[[int], None] | None = None
-) -> list[tuple[int, int, ClickEvent]]:
+def read_events(lines: Iterable[bytes], result: Result) -> list[tuple[int, int, ClickEvent]]:
     """Parse every line; return (ts, line number, event) for the valid ones."""
     events = []
     for number, line in enumerate(lines, 1):
-        if progress is not None and number % 50_000 == 0:
-            progress(number)
-        if not line.strip():
-            continue
-        try:
-            event = parse_event(line)
-        except InvalidEvent as exc:
-            result.bad_lines += 1
-            if len(result.bad_examples) < MAX_EXAMPLES:
-                result.bad_examples.append(f"line {number}: {exc}")
-            continue
-        events.append((event.ts, number, event))
+        event = _parse_line(number, line, result)
+        if event is not None:
+            events.append((event.ts, number, event))
     return events
+
+
+def _parse_line(number: int, line: bytes, result: Result) -> ClickEvent | None:
+    """The event on this line, or None (blank, or bad: counted, and quoted if among the first)."""
+    if not line.strip():
+        return None
+    try:
+        return parse_event(line)
+    except InvalidEvent as exc:
+        result.bad_lines += 1
+        if len(result.bad_examples) < MAX_EXAMPLES:
+            result.bad_examples.append(f"line {number}: {exc}")
+        return None
+
+
+class _Driver:
+    """Feeds events, in time order, to the engine, one journey per visitor."""
+
+    def __init__(self, rules: CompiledRules, limits: Limits, result: Result) -> None:
+        self.rules, self.limits, self.result = rules, limits, result
+        self.journeys: dict[str, Journey] = {}
+
+    def feed(self, event: ClickEvent) -> None:
+        journeys = self.journeys
+        journey, step = advance(journeys.get(event.visitor_id), event, self.rules, self.limits)
+        journeys[event.visitor_id] = journey
+        if step.decisions:
+            self.result.decisions += step.decisions
+            self.result.invitations += step.invitations
+
+    def finish(self, events: int) -> Result:
+        # The input ends; time goes on: every instant still pending fires.
+        result = self.result
+        for journey in self.journeys.values():
+            step = tick(journey, END, self.rules, self.limits)
+            result.decisions += step.decisions
+            result.invitations += step.invitations
+        result.events = events
+        result.visitors = len(self.journeys)
+        result.decisions.sort(key=_output_order)
+        result.invitations.sort(key=_output_order)
+        return result
 
 
 def run(
@@ -65,26 +97,12 @@ def run(
 ) -> Result:
     """Drive the engine over ``events`` (any order) and fill ``result``."""
     events.sort(key=_time_then_line)
-    journeys: dict[str, Journey] = {}
-    decisions, invitations = result.decisions, result.invitations
+    driver = _Driver(rules, limits, result)
     for n, (_, _, event) in enumerate(events, 1):
-        journey, step = advance(journeys.get(event.visitor_id), event, rules, limits)
-        journeys[event.visitor_id] = journey
-        if step.decisions:
-            decisions += step.decisions
-            invitations += step.invitations
+        driver.feed(event)
         if progress is not None and n % 50_000 == 0:
             progress(n)
-    # The input ends; time goes on: every instant still pending fires.
-    for journey in journeys.values():
-        step = tick(journey, END, rules, limits)
-        decisions += step.decisions
-        invitations += step.invitations
-    result.events = len(events)
-    result.visitors = len(journeys)
-    decisions.sort(key=_output_order)
-    invitations.sort(key=_output_order)
-    return result
+    return driver.finish(len(events))
 
 
 def _time_then_line(item: tuple[int, int, ClickEvent]) -> tuple[int, int]:
@@ -95,24 +113,56 @@ def _output_order(record: dict[str, Any]) -> tuple[str, str, str]:
     return record["triggered_at"], record["visitor_id"], record["rule_id"]
 
 
+class _OutOfOrder(Exception):
+    """The file is not in event-time order: it must be read whole and sorted."""
+
+
 def backtest_file(
     path: Path, rules: CompiledRules, limits: Limits, *, show_progress: bool
 ) -> Result:
-    """Run the backtest over a JSON-lines file."""
+    """Run the backtest over a JSON-lines file.
+
+    A file already in time order (the usual recording) streams through the engine with
+    only the journeys in memory; otherwise it is read again, whole, and sorted.
+    """
+    # Events and journeys hold no reference cycles: the cyclic collector would only
+    # rescan millions of live objects (measured: a third of the run time).
+    gc.disable()
+    try:
+        try:
+            return _stream(
+                path, rules, limits, Progress(path.stat().st_size, enabled=show_progress)
+            )
+        except _OutOfOrder:
+            pass
+        result = Result()
+        bar = Progress(path.stat().st_size, enabled=show_progress)
+        with path.open("rb") as handle:
+            events = read_events(bar.lines(handle), result)
+        bar.phase("engine", len(events))
+        run(events, rules, limits, result, progress=bar.update if bar.enabled else None)
+        bar.done()
+        return result
+    finally:
+        gc.enable()
+
+
+def _stream(path: Path, rules: CompiledRules, limits: Limits, bar: Progress) -> Result:
     result = Result()
-    bar = Progress(path.stat().st_size, enabled=show_progress)
+    driver = _Driver(rules, limits, result)
+    latest, count = -(2**63), 0
     with path.open("rb") as handle:
-        events = read_events(_counting(handle, bar), result)
-    bar.phase("engine", len(events))
-    run(events, rules, limits, result, progress=bar.update)
+        for number, line in enumerate(bar.lines(handle), 1):
+            event = _parse_line(number, line, result)
+            if event is None:
+                continue
+            if event.ts < latest:
+                raise _OutOfOrder
+            latest = event.ts
+            driver.feed(event)
+            count += 1
     bar.done()
-    return result
-
-
-def _counting(handle: IO[bytes], bar: Progress) -> Iterator[bytes]:
-    for line in handle:
-        bar.advance(len(line))
-        yield line
+    return driver.finish(count)
 
 
 class Progress:
@@ -122,9 +172,15 @@ class Progress:
         self.enabled = enabled and sys.stderr.isatty()
         self.label, self.total, self.count, self._shown = "reading", max(total, 1), 0, -1
 
-    def advance(self, amount: int) -> None:
-        self.count += amount
-        self._show()
+    def lines(self, handle: IO[bytes]) -> Iterable[bytes]:
+        """The handle's lines, counted on the bar when it shows."""
+        return self._counting(handle) if self.enabled else handle
+
+    def _counting(self, handle: IO[bytes]) -> Iterator[bytes]:
+        for line in handle:
+            self.count += len(line)
+            self._show()
+            yield line
 
     def update(self, count: int) -> None:
         self.count = count

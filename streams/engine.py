@@ -85,7 +85,8 @@ def advance(
     t = max(event.ts, journey.clock)
     if journey.pending_version != rules.version:
         _plan(journey, rules, journey.clock)
-    _fire(journey, rules, limits, t, decisions, invitations, inclusive=False)
+    if journey.pending and journey.pending[0][0] < t:  # most events have nothing due
+        _fire(journey, rules, limits, t, decisions, invitations, inclusive=False)
     # Absent just before t: instants planned earlier may lie in the absence; plan anew.
     replan = t > journey.present_until(limits.presence_ms)
     if starts_session(journey, event, t, limits.session_gap_ms):
@@ -118,15 +119,18 @@ def wakeup(journey: Journey, limits: Limits) -> int | None:
 
 def _plan(journey: Journey, rules: CompiledRules, t0: int) -> None:
     """Recompute, from the state at t0, the instant at which each rule can fire."""
-    profile = journey.profile() if journey.path is not None else {}
+    journey.pending_version = rules.version
+    if journey.path is None or journey.left:
+        journey.pending = []  # no current page, or it was left: nothing can fire
+        return
+    profile = journey.profile()
     pending = []
-    for rule in rules.rules:
+    for rule in rules.on_page(journey.path):
         at = rule.earliest(journey, t0, profile)
         if at is not None:
             pending.append((at, rule.id))
     pending.sort()
     journey.pending = pending
-    journey.pending_version = rules.version
 
 
 def _fire(

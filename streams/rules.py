@@ -75,10 +75,10 @@ class CompiledRule:
     def earliest(self, journey: Journey, t0: int, profile: Mapping[str, Any]) -> int | None:
         """The earliest instant ≥ t0 at which every condition holds, presence aside.
 
-        None when a condition that only an event can change does not hold now.
+        None when a condition that only an event can change does not hold now. The
+        location is the caller's to check (``CompiledRules.on_page`` caches it per page).
         """
-        path = journey.path
-        if path is None or self.id in journey.fired or not self.on_page(path):
+        if self.id in journey.fired:
             return None
         if self.pages is not None and journey.page_count < self.pages:
             return None
@@ -99,6 +99,9 @@ class CompiledRule:
         return self.window.next_open(t)
 
 
+_PAGE_CACHE_SIZE = 20_000  # pages whose matching rules are remembered
+
+
 @dataclass(frozen=True, slots=True)
 class CompiledRules:
     """A rule set ready to evaluate: enabled rules only, highest priority first."""
@@ -106,12 +109,24 @@ class CompiledRules:
     rules: tuple[CompiledRule, ...]
     by_id: dict[str, CompiledRule]
     version: str
+    # page URL -> the rules whose location allows it. Page popularity is steep (a few
+    # pages take most views), so most plans skip the globs entirely.
+    _pages: dict[str, tuple[CompiledRule, ...]]
 
     @classmethod
     def of(cls, ruleset: RuleSet) -> CompiledRules:
         # A rule with enabled: false is never evaluated.
         compiled = tuple(CompiledRule.of(r) for r in ruleset.rules if r.enabled)
-        return cls(compiled, {r.id: r for r in compiled}, ruleset.version)
+        return cls(compiled, {r.id: r for r in compiled}, ruleset.version, {})
+
+    def on_page(self, path: str) -> tuple[CompiledRule, ...]:
+        """The rules whose location allows this page (URL without query and fragment)."""
+        found = self._pages.get(path)
+        if found is None:
+            if len(self._pages) >= _PAGE_CACHE_SIZE:
+                self._pages.clear()
+            found = self._pages[path] = tuple(r for r in self.rules if r.on_page(path))
+        return found
 
 
 def _ms(seconds: float | None) -> int | None:
