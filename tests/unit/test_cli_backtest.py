@@ -97,3 +97,31 @@ def test_rules_validate_reports_the_count_and_version(tmp_path: Path) -> None:
     done = _beckon("rules", "validate", str(rules))
     assert done.returncode == 0
     assert "1 rules (1 enabled), version " in done.stdout
+
+
+def test_a_file_in_time_order_streams_and_a_shuffled_one_gives_the_same_output(
+    tmp_path: Path,
+) -> None:
+    import random
+
+    from bench.clickstream import RULES_YAML, generate
+    from schemas.rules import load_rules
+    from streams.backtest import backtest_file
+    from streams.engine import Limits
+    from streams.rules import CompiledRules
+
+    lines = list(generate(5_000, 400, seed=3))
+    ordered, shuffled = tmp_path / "ordered.jsonl", tmp_path / "shuffled.jsonl"
+    ordered.write_bytes(b"\n".join(lines) + b"\n")
+    random.Random(5).shuffle(lines)
+    shuffled.write_bytes(b"\n".join(lines) + b"\n")
+    rules = CompiledRules.of(load_rules(RULES_YAML))
+
+    streamed = backtest_file(ordered, rules, Limits(), show_progress=False)
+    sorted_ = backtest_file(shuffled, CompiledRules.of(load_rules(RULES_YAML)), Limits(),
+                            show_progress=False)  # fmt: skip
+
+    assert streamed.invitations, "the sample should invite someone"
+    assert streamed.invitations == sorted_.invitations
+    assert streamed.decisions == sorted_.decisions
+    assert (streamed.events, streamed.visitors) == (sorted_.events, sorted_.visitors)

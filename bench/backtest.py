@@ -1,0 +1,259 @@
+"""How fast ``beckon backtest`` is: ``python -m bench.backtest [--events N] [--visitors V]``.
+
+The issue's target: 100,000 events/s on one core for a backtest of at least 1,000,000
+events, 100,000 visitors and 20 rules.
+
+The events and rules come from ``bench.clickstream``, written by a child process (not
+timed, and its memory does not count towards this process's peak). Then, in this
+process, in this order:
+
+(c) the whole backtest as ``beckon backtest --out --decisions`` does it: load and compile
+    the rules, read and parse the file, run the engine, write invitations and decisions
+    as JSON lines, build the per-rule summary. It comes first so that the peak RSS it
+    reports is the backtest's own, and it starts cold, as a user's run does;
+(a) parsing alone (``streams.backtest.read_events``);
+(b) the engine alone (``streams.backtest.run``) over the events (a) parsed.
+
+(a) and (b) run under ``bench.sampler`` for a per-phase profile hint (it costs under
+1%); garbage-collector time is reported for each phase. ``--profile`` then runs the
+whole backtest again under cProfile and prints the top functions by own time: use it on
+a smaller run (cProfile makes it 2-3x slower).
+"""
+
+from __future__ import annotations
+
+import argparse
+import cProfile
+import gc
+import io
+import pstats
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from collections import Counter
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from bench.sampler import GcTimer, Sampler
+from schemas.rules import load_rules_file
+from streams.backtest import Result, backtest_file, read_events, run, summary
+from streams.engine import Limits
+from streams.rules import CompiledRules
+
+TARGET_EPS = 100_000
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m bench.backtest",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--events", type=int, default=1_000_000, help="events [1000000]")
+    parser.add_argument("--visitors", type=int, default=100_000, help="visitors [100000]")
+    parser.add_argument("--seed", type=int, default=7, help="clickstream seed [7]")
+    parser.add_argument("--data", help="keep (and reuse) the generated files in this folder")
+    parser.add_argument("--profile", action="store_true", help="also cProfile a whole run")
+    parser.add_argument("--top", type=int, default=25, help="functions in the profile [25]")
+    parser.add_argument("--no-summary", action="store_true", help="skip the per-rule table")
+    args = parser.parse_args(argv)
+
+    with _folder(args.data) as folder:
+        events_path, rules_path = _inputs(folder, args.events, args.visitors, args.seed)
+        print(f"input: {events_path} ({events_path.stat().st_size / 1e6:.0f} MB), {rules_path}")
+        print(f"python {sys.version.split()[0]}, one process, one thread\n")
+        rss_before = _rss_mb()
+        result, rules, took_c, gc_c = _whole(events_path, rules_path, folder)
+        peak = _peak_rss_mb()
+        n = result.events
+        _phase("(c) whole backtest", n, took_c, gc_c)
+        print(f"    peak RSS {peak:.0f} MB (RSS before the run {rss_before:.0f} MB)")
+        print(f"    includes the first device_of() call: {_cold_device_s():.2f} s in a new process")
+        print(f"    {_counts(result)}")
+        if not args.no_summary:
+            print("\n" + summary(result, rules) + "\n")
+        del result
+        gc.collect()
+
+        sampler = Sampler()
+        with sampler, GcTimer() as gc_a:
+            parsed = Result()
+            started = time.perf_counter()
+            with events_path.open("rb") as handle:
+                events = read_events(handle, parsed)
+            took_a = time.perf_counter() - started
+        _phase("(a) parse (read_events)", len(events), took_a, gc_a)
+        with sampler, GcTimer() as gc_b:
+            started = time.perf_counter()
+            run(events, rules, Limits(), parsed)
+            took_b = time.perf_counter() - started
+        _phase("(b) engine (run)", len(events), took_b, gc_b)
+        print(f"    {_counts(parsed)}")
+        share = 100 * took_a / (took_a + took_b)
+        print(f"\nper-phase hint: parse {share:.0f}% / engine {100 - share:.0f}% of (a)+(b)")
+        print(sampler.report())
+        del events, parsed
+        gc.collect()
+        if args.profile:
+            _profile(events_path, rules_path, args.top)
+    return 0
+
+
+@contextmanager
+def _folder(data: str | None) -> Iterator[Path]:
+    if data:
+        path = Path(data)
+        path.mkdir(parents=True, exist_ok=True)
+        yield path
+    else:
+        with tempfile.TemporaryDirectory(prefix="beckon-bench-") as tmp:
+            yield Path(tmp)
+
+
+def _inputs(folder: Path, n_events: int, n_visitors: int, seed: int) -> tuple[Path, Path]:
+    """The events and rules files, generated by a child process unless already there."""
+    events = folder / f"clickstream-{n_events}-{n_visitors}-{seed}.jsonl"
+    rules = folder / "rules.yaml"
+    if not events.exists() or not rules.exists():
+        print(f"generating {n_events} events, {n_visitors} visitors (not timed)…", flush=True)
+        command = [
+            *(sys.executable, "-m", "bench.clickstream", "--seed", str(seed)),
+            *("--events", str(n_events), "--visitors", str(n_visitors)),
+            *("--out", str(events), "--rules", str(rules)),
+        ]
+        subprocess.run(command, check=True, cwd=Path(__file__).resolve().parent.parent)
+    return events, rules
+
+
+def _whole(
+    events_path: Path, rules_path: Path, folder: Path
+) -> tuple[Result, CompiledRules, float, GcTimer]:
+    """(c): what ``beckon backtest --out --decisions`` does, timed."""
+    with GcTimer() as timer:
+        started = time.perf_counter()
+        rules = CompiledRules.of(load_rules_file(rules_path))
+        result = backtest_file(events_path, rules, Limits(), show_progress=False)
+        _write(folder / "invitations.jsonl", result.invitations)
+        _write(folder / "decisions.jsonl", result.decisions)
+        summary(result, rules)
+        took = time.perf_counter() - started
+    return result, rules, took, timer
+
+
+def _cold_device_s() -> float:
+    """How long the first user agent takes (device-detector loads its rules), measured
+    in a child process because this one has paid it already."""
+    code = (
+        "import time; from streams.profile import device_of; t = time.perf_counter(); "
+        "device_of('Mozilla/5.0 (X11; Linux x86_64; rv:133.0) Gecko/20100101 Firefox/133.0'); "
+        "print(time.perf_counter() - t)"
+    )
+    root = Path(__file__).resolve().parent.parent
+    out = subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, cwd=root)
+    return float(out.stdout)
+
+
+def _write(path: Path, records: list[dict[str, Any]]) -> None:
+    dumps = orjson.dumps
+    path.write_bytes(b"".join(dumps(record) + b"\n" for record in records))
+
+
+def _phase(label: str, n: int, seconds: float, timer: GcTimer) -> None:
+    eps = n / seconds if seconds else float("inf")
+    verdict = "meets" if eps >= TARGET_EPS else f"{TARGET_EPS / eps:.1f}x short of"
+    gcs = ", ".join(f"gen{g} {c}" for g, c in sorted(timer.collections.items()))
+    print(
+        f"{label:26} {n:>9} events in {seconds:7.2f} s = {eps:>9,.0f} events/s "
+        f"({verdict} {TARGET_EPS:,}/s)"
+    )
+    print(f"    of which garbage collection {timer.seconds:.2f} s ({gcs or 'none'})")
+
+
+def _counts(result: Result) -> str:
+    outcomes = Counter(d["reason"] or "invited" for d in result.decisions)
+    reasons = ", ".join(f"{r} {n}" for r, n in outcomes.most_common())
+    return (
+        f"{result.visitors} visitors, {result.bad_lines} bad lines, "
+        f"{len(result.invitations)} invitations, {len(result.decisions)} decisions ({reasons})"
+    )
+
+
+def _profile(events_path: Path, rules_path: Path, top: int) -> None:
+    """The whole backtest again under cProfile: top functions by own time."""
+    rules = CompiledRules.of(load_rules_file(rules_path))
+    profiler = cProfile.Profile()
+    started = time.perf_counter()
+    profiler.enable()
+    result = backtest_file(events_path, rules, Limits(), show_progress=False)
+    profiler.disable()
+    took = time.perf_counter() - started
+    print(
+        f"\ncProfile of the whole backtest: {result.events} events in {took:.2f} s "
+        f"({result.events / took:,.0f} events/s under the profiler)"
+    )
+    stats = pstats.Stats(profiler, stream=(out := io.StringIO()))
+    stats.sort_stats(pstats.SortKey.TIME).print_stats(top)
+    print(_trimmed(out.getvalue()))
+    print("cumulative time of the engine's steps:")
+    for name, (calls, cum) in _cumulative(stats, _STEPS).items():
+        print(f"  {cum:8.2f} s {100 * cum / took:5.1f}%  {calls:>9} calls  {name}")
+
+
+# Functions whose inclusive time splits the backtest into its steps, as (file, function):
+# names alone are ambiguous (Progress.advance vs the engine's advance).
+_STEPS = (
+    ("backtest.py", "read_events"), ("events.py", "parse_event"), ("backtest.py", "run"),
+    ("engine.py", "advance"), ("engine.py", "tick"), ("engine.py", "_plan"),
+    ("rules.py", "earliest"), ("rules.py", "on_page"), ("engine.py", "_fire"),
+    ("engine.py", "_decide"), ("engine.py", "_invitation"), ("journey.py", "apply"),
+    ("journey.py", "is_duplicate"), ("journey.py", "starts_session"), ("engine.py", "wakeup"),
+    ("journey.py", "present_until"), ("journey.py", "profile"), ("profile.py", "device_of"),
+    ("matching.py", "strip_url"), ("matching.py", "journey_matches"),
+    ("matching.py", "in_holdout"), ("instants.py", "format_instant"),
+    ("engine.py", "_local_day"), ("timeframe.py", "next_open"),
+    ("backtest.py", "_counting"), ("~", "<method 'sort' of 'list' objects>"),
+)  # fmt: skip
+
+
+def _cumulative(
+    stats: pstats.Stats, steps: tuple[tuple[str, str], ...]
+) -> dict[str, tuple[int, float]]:
+    wanted = set(steps)
+    found: dict[str, tuple[int, float]] = {}
+    table: dict[Any, Any] = stats.stats  # type: ignore[attr-defined]
+    for (filename, _, name), (_, calls, _, cum, _) in table.items():
+        if (Path(filename).name, name) in wanted:
+            label = f"{Path(filename).stem}.{name}" if filename != "~" else name
+            before = found.get(label, (0, 0.0))
+            found[label] = (before[0] + calls, before[1] + cum)
+    return dict(sorted(found.items(), key=lambda item: -item[1][1]))
+
+
+def _trimmed(text: str) -> str:
+    # pstats prints absolute paths; the repository's own are clearer relative.
+    root = str(Path(__file__).resolve().parent.parent) + "/"
+    return "\n".join(line.replace(root, "") for line in text.splitlines() if line.strip())
+
+
+def _rss_mb() -> float:
+    with open("/proc/self/status", encoding="ascii") as status:
+        for line in status:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def _peak_rss_mb() -> float:
+    # ru_maxrss is in KiB on Linux (bytes on macOS).
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return peak / (1024 * 1024 if sys.platform == "darwin" else 1024)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
