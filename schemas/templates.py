@@ -66,8 +66,13 @@ def check_template(text: str) -> str:
 
 def render_template(text: str, values: Mapping[str, object]) -> str:
     """Fill a template: a known, non-null value wins, then the default, then ''."""
+    return render_parts(parse_template(text), values)
+
+
+def render_parts(parts: tuple[str | Placeholder, ...], values: Mapping[str, object]) -> str:
+    """Fill an already parsed template (see ``render_template``)."""
     out: list[str] = []
-    for part in parse_template(text):
+    for part in parts:
         if isinstance(part, str):
             out.append(part)
             continue

@@ -22,7 +22,7 @@ from urllib.parse import parse_qsl, urlsplit
 
 from device_detector import DeviceDetector
 
-from schemas.templates import Placeholder, parse_template
+from schemas.templates import Placeholder, parse_template, render_parts
 
 __all__ = [
     "UA_CACHE_SIZE",
@@ -126,16 +126,4 @@ class Template:
 
     def render(self, values: Mapping[str, object]) -> str:
         """A known, non-null value wins, then the placeholder's default, then ''."""
-        out: list[str] = []
-        for part in self.parts:
-            if isinstance(part, str):
-                out.append(part)
-                continue
-            value = values.get(part.name)
-            if value is None:
-                out.append(part.default or "")
-            elif isinstance(value, bool):
-                out.append("true" if value else "false")
-            else:
-                out.append(str(value))
-        return "".join(out)
+        return render_parts(self.parts, values)
