@@ -92,6 +92,40 @@ def cmd_rules_validate(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+def cmd_rules_apply(args: argparse.Namespace, settings: Settings) -> int:
+    from schemas.rules import load_rules_file
+    from streams.rules_topic import apply_rules
+
+    ruleset = load_rules_file(args.file)  # an invalid file stops here: nothing is published
+    published, deleted = apply_rules(settings, ruleset)
+    print(f"published: {', '.join(published) or '-'}")
+    print(f"deleted: {', '.join(deleted) or '-'}")
+    print(f"{settings.topic_rules}: {len(ruleset)} rules, version {ruleset.version}")
+    return 0
+
+
+def cmd_replay(args: argparse.Namespace, settings: Settings) -> int:
+    from streams.replay import replay
+
+    stats = replay(settings, args.events, rate=args.rate)
+    print(
+        f"sent {stats.sent} events to {settings.topic_clickstream} "
+        f"({stats.unkeyed} without a visitor key) in {stats.elapsed_s:.1f} s, "
+        f"{stats.events_per_s:,.0f} events/s"
+    )
+    return 0
+
+
+def _positive(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = 0.0
+    if not value > 0 or value == float("inf"):
+        raise argparse.ArgumentTypeError(f"must be a number greater than 0, got {text!r}")
+    return value
+
+
 def cmd_backtest(args: argparse.Namespace, settings: Settings) -> int:
     import orjson
 
@@ -117,6 +151,24 @@ def _write_lines(target: str | None, records: list[Any], dumps: Callable[[Any], 
         sys.stdout.flush()
     else:
         Path(target).write_bytes(data)
+
+
+def cmd_worker(args: argparse.Namespace, settings: Settings) -> int:
+    from schemas.rules import load_rules_file
+    from streams.rules import CompiledRules
+    from streams.rules_topic import RulesInForce, read_rules
+    from streams.worker import run_worker
+
+    topics.ensure_topics(settings)
+    rules: Callable[[], CompiledRules]
+    if args.rules is not None:
+        fixed = CompiledRules.of(load_rules_file(args.rules))
+        rules = lambda: fixed  # noqa: E731
+    else:
+        rules = RulesInForce(settings, read_rules(settings))
+        print(f"rules from {settings.topic_rules}: version {rules().version}", file=sys.stderr)
+    run_worker(settings, rules, loglevel="debug" if args.verbose else "info")
+    return 0
 
 
 def cmd_up(args: argparse.Namespace, settings: Settings) -> int:
@@ -172,6 +224,20 @@ def build_parser() -> argparse.ArgumentParser:
     rules_p = sub.add_parser("rules", help="targeting rules files")
     rules_sub = rules_p.add_subparsers(dest="action", required=True, metavar="ACTION")
     add(rules_sub, "validate", cmd_rules_validate, "check a rules file").add_argument("file")
+    apply_help = "publish a rules file to the rules topic: the whole set in force"
+    add(rules_sub, "apply", cmd_rules_apply, apply_help).add_argument("file")
+
+    rp = add(sub, "replay", cmd_replay, "publish recorded events to the clickstream topic")
+    rp.add_argument("events", help="events, JSON lines, sent in file order")
+    rp.add_argument(
+        "--rate",
+        type=_positive,
+        metavar="N",
+        help="pace by the events' ts, N times as fast as recorded [as fast as possible]",
+    )
+
+    worker = add(sub, "worker", cmd_worker, "one stream worker (start more for more throughput)")
+    worker.add_argument("--rules", help="a rules file to use instead of following the rules topic")
 
     bt = add(sub, "backtest", cmd_backtest, "run the engine offline over recorded events")
     bt.add_argument("--rules", required=True, help="rules file (YAML or JSON)")

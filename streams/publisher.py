@@ -75,8 +75,11 @@ class Publisher:
             count += 1
         return count
 
-    def publish_raw(self, key: bytes, value: bytes) -> None:
-        """Queue bytes as they are (no validation): for replaying recorded messages."""
+    def publish_raw(self, key: bytes | None, value: bytes) -> None:
+        """Queue bytes as they are (no validation): for replaying recorded messages.
+
+        Without a key the producer picks the partition: only for lines with no visitor.
+        """
         future = self._producer.send(self.topic, key=key, value=value)
         future.add_errback(self._failures.append)
         self.sent += 1

@@ -66,6 +66,18 @@ class Settings(BaseSettings):
     min_gap_s: float = Field(60, ge=0, description="minimum time between invitations to a visitor")
     invitation_ttl_s: float = Field(60, gt=0, description="expires_at = triggered_at + this")
 
+    # --- The worker (beckon worker) -------------------------------------------------------
+    app_id: str = Field("beckon", description="Faust app id: the consumer group and table prefix")
+    data_dir: Path | None = Field(None, description="worker state (RocksDB) [HOME/worker]")
+    web_port: int = Field(6066, ge=1, le=65535, description="worker web port (metrics)")
+    grace_s: float = Field(2.0, ge=0, description="fire an instant once the clock passes it + this")
+    processing_guarantee: Literal["at_least_once", "exactly_once"] = Field(
+        "at_least_once", description="Faust processing guarantee"
+    )
+    batch_max: int = Field(500, ge=1, description="events handled per batch at most")
+    batch_within_s: float = Field(0.05, gt=0, description="longest wait to fill a batch")
+    max_event_bytes: int = Field(65536, ge=256, description="larger messages go to the DLQ")
+
     # --- Local broker (beckon broker ...) ---------------------------------------------
     kafka_version: str = Field(KAFKA_VERSION, description="Apache Kafka release to run")
     home: Path = Field(default_factory=_default_home, description="cache: jars, broker data")
@@ -98,6 +110,10 @@ class Settings(BaseSettings):
     @property
     def broker_path(self) -> Path:
         return self.broker_dir or self.home / "broker"
+
+    @property
+    def data_path(self) -> Path:
+        return self.data_dir or self.home / "worker"
 
     # --- Client configuration -----------------------------------------------------------
     def _security(self) -> dict[str, Any]:

@@ -1,0 +1,323 @@
+"""The live worker: the engine driven by faust-streaming over the clickstream topic.
+
+Owns the journey table, the agent that folds clickstream batches into it, and the timer
+that fires rule instants no event will bring. The engine (``streams.engine``) decides;
+this module only moves bytes and keeps time.
+
+Guarantee (at least once, no loss): for each batch the worker sends its invitations,
+decisions and dead letters and waits for Kafka's acks *before* it writes the journeys
+back to the changelogged table, and Faust commits the input offsets only after that.
+A crash in between replays the batch: events whose state was already saved are
+recognised by their ``event_id`` and ignored; the others decide again, with the same
+deterministic ids, so a copy may reach the topic but nothing is lost. The shipped
+consumer drops copies.
+
+Time: each partition has an event-time clock, the latest event time seen on it plus the
+wall time since that event arrived. A planned instant fires once its partition's clock
+passes it by ``grace_s``. Live, the clock is the wall clock; for a replay of recorded
+events it is the recording's time, so instants fire in event-time order and only after
+the events that precede them — as in ``beckon backtest``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import heapq
+import logging
+import time
+import weakref
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from typing import Any, cast
+
+import faust
+import orjson
+from aiokafka.partitioner import murmur2
+from faust.streams import _current_event
+
+from schemas.errors import InvalidEvent
+from schemas.events import ClickEvent, parse_event
+from streams.engine import Limits, Step, advance, tick
+from streams.journey import Journey
+from streams.rules import CompiledRules
+from streams.settings import Settings
+
+log = logging.getLogger(__name__)
+
+Output = tuple[str, bytes, bytes, list[tuple[str, bytes]] | None]  # topic, key, value, headers
+
+
+def partition_of(key: bytes, partitions: int) -> int:
+    """The partition Kafka's default partitioner gives a key (murmur2, as Java's)."""
+    return (murmur2(key) & 0x7FFFFFFF) % partitions
+
+
+@dataclass
+class Clocks:
+    """Per partition: the latest event time seen, and the wall time it was seen at."""
+
+    grace_ms: int
+    latest: dict[int, tuple[int, int]] = field(default_factory=dict)
+
+    def saw(self, partition: int, event_ms: int, wall_ms: int) -> None:
+        known = self.latest.get(partition)
+        if known is None or event_ms >= known[0]:
+            self.latest[partition] = (event_ms, wall_ms)
+
+    def limit(self, partition: int, wall_ms: int) -> int:
+        """Instants up to this one may fire on the partition now."""
+        known = self.latest.get(partition)
+        now = wall_ms if known is None else known[0] + max(0, wall_ms - known[1])
+        return now - self.grace_ms
+
+
+class Pipeline:
+    """The agent, the table and the timer of one worker process."""
+
+    def __init__(
+        self,
+        app: faust.App,
+        settings: Settings,
+        rules: Callable[[], CompiledRules],
+        *,
+        wall_ms: Callable[[], int] = lambda: int(time.time() * 1000),
+    ) -> None:
+        self.app, self.settings, self.rules = app, settings, rules
+        self.limits = Limits.of(settings)
+        self.wall_ms = wall_ms
+        self.clocks = Clocks(round(settings.grace_s * 1000))
+        self.lock = asyncio.Lock()  # one batch or one timer round at a time
+        self.wakeups: list[tuple[int, bytes]] = []  # heap of (instant, visitor key)
+        self.scheduled: dict[bytes, int] = {}  # visitor key -> its current instant
+        self.counts: dict[str, int] = {"events": 0, "dlq": 0, "invitations": 0, "decisions": 0}
+
+        raw: dict[str, Any] = {"key_type": bytes, "value_type": bytes, "key_serializer": "raw",
+               "value_serializer": "raw"}  # fmt: skip
+        self.clickstream = app.topic(settings.topic_clickstream, **raw)
+        self.topics = {
+            name: app.topic(name, **raw)
+            for name in (settings.topic_invitations, settings.topic_decisions, settings.topic_dlq)
+        }
+        # use_partitioner: the changelog partition is the key's own (murmur2 of the visitor
+        # id, as on the clickstream), so the timer may write journeys outside the stream.
+        # Values stay bytes (the app's serializers are raw): orjson reads the journeys.
+        self.journeys = app.Table(
+            "journeys", partitions=settings.partitions, use_partitioner=True,
+            key_type=bytes, value_type=bytes,
+        )  # fmt: skip
+        app.agent(self.clickstream, name="beckon-process")(self.process)
+        app.timer(0.1, name="beckon-timers")(self.fire_timers)
+        self.journeys.on_recover(self.rebuild_wakeups)
+
+    # --- the stream ---------------------------------------------------------------------
+    async def process(self, stream: faust.StreamT[bytes]) -> None:
+        # take_events is on the concrete Stream; Faust's StreamT interface omits it.
+        batches = cast(faust.Stream[bytes], stream).take_events
+        async for batch in batches(self.settings.batch_max, self.settings.batch_within_s):
+            async with self.lock:
+                await self.handle(batch)
+
+    async def handle(self, batch: Sequence[faust.EventT[bytes]]) -> None:
+        """Fold one batch of clickstream messages into the journeys."""
+        rules, wall = self.rules(), self.wall_ms()
+        journeys: dict[bytes, Journey] = {}
+        outputs: list[Output] = []
+        wakeups: dict[bytes, int | None] = {}
+        for event in batch:
+            message = event.message
+            parsed = self._parse(message.key, message.value)
+            if isinstance(parsed, tuple):
+                outputs.append(self._dead_letter(message, *parsed))
+                continue
+            self.clocks.saw(message.partition, parsed.ts, wall)
+            vkey = message.key
+            assert vkey is not None  # _parse checked it is the visitor id
+            journey = journeys.get(vkey) or self._load(vkey)
+            journey, step = advance(journey, parsed, rules, self.limits)
+            journeys[vkey] = journey
+            wakeups[vkey] = step.wakeup
+            outputs += self._outputs(vkey, step)
+        self.counts["events"] += len(batch)
+        await self._emit(outputs)
+        self._save(journeys, wakeups)
+
+    def _parse(self, key: bytes | None, raw: bytes | None) -> ClickEvent | tuple[str, str]:
+        """The event, or why the message goes to the DLQ: (reason, detail)."""
+        if raw is None:
+            return ("empty", "the message has no value")
+        if len(raw) > self.settings.max_event_bytes:
+            return ("too_large", f"{len(raw)} bytes, over BECKON_MAX_EVENT_BYTES")
+        try:
+            event = parse_event(raw)
+        except InvalidEvent as exc:
+            return ("invalid", str(exc))
+        if key != event.visitor_id.encode():
+            # The journey lives in the partition of its visitor id: a message keyed
+            # otherwise would be judged by a worker that does not hold its state.
+            return ("key_mismatch", "the message key must be the event's visitor_id")
+        return event
+
+    def _dead_letter(self, message: Any, reason: str, detail: str) -> Output:
+        self.counts["dlq"] += 1
+        headers = [
+            ("beckon.reason", reason.encode()),
+            ("beckon.error", detail.encode()[:2000]),
+            ("beckon.source", f"{message.topic}[{message.partition}]@{message.offset}".encode()),
+        ]
+        return (self.settings.topic_dlq, message.key or b"", message.value or b"", headers)
+
+    # --- time -----------------------------------------------------------------------------
+    async def fire_timers(self) -> None:
+        """Fire the planned instants whose partition clock passed them by the grace."""
+        async with self.lock:
+            await self._fire_due()
+
+    async def _fire_due(self) -> None:
+        wall, rules, n = self.wall_ms(), self.rules(), self.settings.partitions
+        # Partitions keep their own clocks: take every instant the fastest clock allows,
+        # and put back those whose own partition's clock is not there yet.
+        latest = max(
+            (self.clocks.limit(p, wall) for p in self.clocks.latest),
+            default=wall - self.clocks.grace_ms,
+        )
+        journeys: dict[bytes, Journey] = {}
+        outputs: list[Output] = []
+        wakeups: dict[bytes, int | None] = {}
+        not_yet = []
+        while self.wakeups and self.wakeups[0][0] <= latest:
+            at, vkey = heapq.heappop(self.wakeups)
+            if self.scheduled.get(vkey) != at:
+                continue  # superseded by a later plan
+            limit = self.clocks.limit(partition_of(vkey, n), wall)
+            if at > limit:
+                not_yet.append((at, vkey))
+                continue
+            journey = journeys.get(vkey) or self._load(vkey)
+            if journey is None:
+                self.scheduled.pop(vkey, None)
+                continue
+            step = tick(journey, limit, rules, self.limits)
+            journeys[vkey] = journey
+            wakeups[vkey] = step.wakeup
+            outputs += self._outputs(vkey, step)
+        for item in not_yet:
+            heapq.heappush(self.wakeups, item)
+        if journeys:
+            await self._emit(outputs)
+            self._save(journeys, wakeups)
+
+    async def rebuild_wakeups(self) -> None:
+        """After recovery or a rebalance: plan timers from the journeys this worker owns."""
+        async with self.lock:
+            self.wakeups.clear()
+            self.scheduled.clear()
+            wall, n = self.wall_ms(), self.settings.partitions
+            for vkey, value in self.journeys.items():
+                journey = Journey.from_dict(orjson.loads(value))
+                # Until its next event, a partition's clock resumes from its latest event.
+                self.clocks.saw(partition_of(vkey, n), journey.clock, wall)
+                if journey.pending:
+                    self._schedule(vkey, journey.pending[0][0])
+            log.info("timers rebuilt: %d visitors with a planned instant", len(self.scheduled))
+
+    # --- state and output ------------------------------------------------------------------
+    def _load(self, vkey: bytes) -> Journey | None:
+        value = self.journeys.get(vkey)
+        return None if value is None else Journey.from_dict(orjson.loads(value))
+
+    def _save(self, journeys: dict[bytes, Journey], wakeups: dict[bytes, int | None]) -> None:
+        n = self.settings.partitions
+        for vkey, journey in journeys.items():
+            with _partition_context(partition_of(vkey, n)):
+                self.journeys[vkey] = orjson.dumps(journey.to_dict())
+            at = wakeups.get(vkey)
+            if at is None:
+                self.scheduled.pop(vkey, None)
+            else:
+                self._schedule(vkey, at)
+
+    def _schedule(self, vkey: bytes, at: int) -> None:
+        if self.scheduled.get(vkey) != at:
+            self.scheduled[vkey] = at
+            heapq.heappush(self.wakeups, (at, vkey))
+
+    def _outputs(self, vkey: bytes, step: Step) -> list[Output]:
+        out: list[Output] = []
+        for decision in step.decisions:
+            out.append((self.settings.topic_decisions, vkey, orjson.dumps(decision), None))
+        for invitation in step.invitations:
+            out.append((self.settings.topic_invitations, vkey, orjson.dumps(invitation), None))
+        self.counts["decisions"] += len(step.decisions)
+        self.counts["invitations"] += len(step.invitations)
+        return out
+
+    async def _emit(self, outputs: list[Output]) -> None:
+        """Send every output and wait until Kafka acknowledged them all."""
+        if not outputs:
+            return
+        futures = []
+        for topic, key, value, headers in outputs:
+            futures.append(await self.topics[topic].send(key=key, value=value, headers=headers))
+        await asyncio.gather(*futures)
+
+
+class _Message:
+    __slots__ = ("partition",)
+
+    def __init__(self, partition: int) -> None:
+        self.partition = partition
+
+
+class _PartitionEvent:
+    """What Faust's RocksDB store reads of the current event: its message's partition."""
+
+    __slots__ = ("__weakref__", "message")
+
+    def __init__(self, partition: int) -> None:
+        self.message = _Message(partition)
+
+
+@contextlib.contextmanager
+def _partition_context(partition: int) -> Iterator[None]:
+    # Faust's RocksDB store picks the partition's database from the *current event*, so
+    # a table write outside stream iteration fails, and one after a batch of
+    # take_events would land in the last event's partition. We write each journey
+    # (from a batch or from the timer) as if inside an event of its own partition —
+    # the partition its changelog record goes to, too (use_partitioner).
+    event = _PartitionEvent(partition)
+    token = _current_event.set(weakref.ref(event))  # type: ignore[arg-type]
+    try:
+        yield
+    finally:
+        _current_event.reset(token)
+
+
+def build(settings: Settings, rules: Callable[[], CompiledRules]) -> tuple[faust.App, Pipeline]:
+    """The app and its pipeline, ready for ``faust.Worker``.
+
+    ``rules`` gives the rules in force; a ``RulesInForce`` also follows the rules topic.
+    """
+    from streams.app import create_app
+    from streams.rules_topic import RulesInForce
+
+    app = create_app(settings)
+    pipeline = Pipeline(app, settings, rules)
+    if isinstance(rules, RulesInForce):
+
+        async def follow_rules() -> None:
+            await rules.follow()
+
+        app.task(follow_rules)
+    return app, pipeline
+
+
+def run_worker(
+    settings: Settings, rules: Callable[[], CompiledRules], loglevel: str = "info"
+) -> Any:
+    """Run one worker until it is stopped (SIGTERM or Ctrl-C)."""
+    from faust.worker import Worker
+
+    app, _ = build(settings, rules)
+    worker = Worker(app, loglevel=loglevel, quiet=True, redirect_stdouts=False)
+    return worker.execute_from_commandline()
