@@ -25,6 +25,8 @@ def create_app(settings: Settings) -> faust.App:
         web_host="localhost",
         consumer_auto_offset_reset="earliest",
         broker_commit_every=1000,
+        broker_session_timeout=settings.broker_session_timeout_s,
+        broker_heartbeat_interval=min(3.0, settings.broker_session_timeout_s / 3),
         broker_commit_interval=1.0,
         # Ours is the only JSON on the hot path: values stay bytes until orjson reads them.
         key_serializer="raw",

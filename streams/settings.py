@@ -74,6 +74,9 @@ class Settings(BaseSettings):
     processing_guarantee: Literal["at_least_once", "exactly_once"] = Field(
         "at_least_once", description="Faust processing guarantee"
     )
+    broker_session_timeout_s: float = Field(
+        30.0, gt=0, description="a worker silent this long leaves the group (crash takeover)"
+    )
     batch_max: int = Field(500, ge=1, description="events handled per batch at most")
     batch_within_s: float = Field(0.05, gt=0, description="longest wait to fill a batch")
     max_event_bytes: int = Field(65536, ge=256, description="larger messages go to the DLQ")

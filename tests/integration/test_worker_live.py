@@ -8,7 +8,7 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import IO, Any
 
@@ -64,7 +64,13 @@ def _start_worker(env: dict[str, str], rules: Path, log: IO[bytes]) -> subproces
     )  # fmt: skip
 
 
-def _read(settings: Settings, topic: str, until: int, timeout_s: float) -> list:
+def _read(
+    settings: Settings,
+    topic: str,
+    until: int,
+    timeout_s: float,
+    enough: Callable[[list[Any]], bool] | None = None,
+) -> list[Any]:
     consumer = KafkaConsumer(
         topic, **settings.kafka_python_config(), auto_offset_reset="earliest",
         consumer_timeout_ms=1000, group_id=f"read-{uuid.uuid4().hex[:8]}",
@@ -74,6 +80,8 @@ def _read(settings: Settings, topic: str, until: int, timeout_s: float) -> list:
     try:
         while time.monotonic() < deadline and len(records) < until:
             records += [r for batch in consumer.poll(500).values() for r in batch]
+            if enough is not None and enough(records):
+                break
     finally:
         consumer.close()
     return records
@@ -189,3 +197,45 @@ def test_rules_applied_mid_stream_take_over_and_dwell_fires_within_grace_without
 
 def _value(record: Any) -> Any:
     return orjson.loads(record.value)
+
+
+def test_kill_9_part_way_and_restart_gives_the_backtests_invitations(
+    live: tuple[Settings, dict[str, str]], tmp_path: Path
+) -> None:
+    settings, env = live
+    env = {**env, "BECKON_BROKER_SESSION_TIMEOUT_S": "8"}
+    lines = list(generate(6_000, 400, seed=13))
+    expected = {(i["invitation_id"], i["triggered_at"]) for i in _expected(lines).invitations}
+    rules = tmp_path / "rules.yaml"
+    rules.write_text(RULES_YAML)
+    half = len(lines) // 2
+    with (tmp_path / "worker.log").open("wb") as log:
+        first = _start_worker(env, rules, log)
+        try:
+            with Publisher(settings) as pub:
+                for line in lines[:half]:
+                    pub.publish_raw(orjson.loads(line)["visitor_id"].encode(), line)
+            # Let it get part-way, then kill it without a chance to commit or flush.
+            _read(settings, settings.topic_invitations, len(expected) // 4, timeout_s=60)
+        finally:
+            first.kill()
+            first.wait(timeout=30)
+        second = _start_worker(env, rules, log)
+        try:
+            with Publisher(settings) as pub:
+                for line in lines[half:]:
+                    pub.publish_raw(orjson.loads(line)["visitor_id"].encode(), line)
+            records = _read(
+                settings, settings.topic_invitations, 10**9, timeout_s=90,
+                enough=lambda rs: {(_value(r)["invitation_id"], _value(r)["triggered_at"])
+                                   for r in rs} >= expected,
+            )  # fmt: skip
+        finally:
+            second.terminate()
+            second.wait(timeout=60)
+
+    got = [(_value(r)["invitation_id"], _value(r)["triggered_at"]) for r in records]
+    copies = len(got) - len(set(got))
+    print(f"kill -9: {len(set(got))} invitations, {copies} copies on the topic")
+    log_text = (tmp_path / "worker.log").read_text(errors="replace")
+    assert set(got) == expected, log_text[-3000:]
