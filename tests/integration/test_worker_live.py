@@ -239,3 +239,37 @@ def test_kill_9_part_way_and_restart_gives_the_backtests_invitations(
     print(f"kill -9: {len(set(got))} invitations, {copies} copies on the topic")
     log_text = (tmp_path / "worker.log").read_text(errors="replace")
     assert set(got) == expected, log_text[-3000:]
+
+
+def test_two_workers_share_the_partitions_and_give_the_backtests_invitations(
+    live: tuple[Settings, dict[str, str]], tmp_path: Path
+) -> None:
+    settings, env = live
+    lines = list(generate(6_000, 400, seed=17))
+    expected = {(i["invitation_id"], i["triggered_at"]) for i in _expected(lines).invitations}
+    rules = tmp_path / "rules.yaml"
+    rules.write_text(RULES_YAML)
+    envs = [{**env, "BECKON_DATA_DIR": str(tmp_path / f"worker-{n}")} for n in (1, 2)]
+    with (tmp_path / "worker.log").open("wb") as log:
+        workers = [_start_worker(e, rules, log) for e in envs]
+        try:
+            time.sleep(10)  # both join; the second's arrival rebalances the partitions
+            with Publisher(settings) as pub:
+                for line in lines:
+                    pub.publish_raw(orjson.loads(line)["visitor_id"].encode(), line)
+            records = _read(
+                settings, settings.topic_invitations, 10**9, timeout_s=90,
+                enough=lambda rs: {(_value(r)["invitation_id"], _value(r)["triggered_at"])
+                                   for r in rs} >= expected,
+            )  # fmt: skip
+        finally:
+            for worker in workers:
+                worker.terminate()
+            for worker in workers:
+                worker.wait(timeout=60)
+
+    got = [(_value(r)["invitation_id"], _value(r)["triggered_at"]) for r in records]
+    log_text = (tmp_path / "worker.log").read_text(errors="replace")
+    assert set(got) == expected, log_text[-3000:]
+    assert len(got) == len(set(got)), "copies on the topic without any crash"
+    assert log_text.count("Ready") >= 2, "both workers should have run"
