@@ -195,6 +195,16 @@ def test_rules_applied_mid_stream_take_over_and_dwell_fires_within_grace_without
     assert versions == {"visitor-a": first.version, "visitor-b": second.version}
 
 
+def _identities(records: list[Any]) -> list[tuple[str, str]]:
+    return [(_value(r)["invitation_id"], _value(r)["triggered_at"]) for r in records]
+
+
+def _read_until(settings: Settings, expected: set[tuple[str, str]]) -> list[Any]:
+    """Invitations until every expected one arrived (or 90 s): copies included."""
+    return _read(settings, settings.topic_invitations, 10**9, timeout_s=90,
+                 enough=lambda records: set(_identities(records)) >= expected)  # fmt: skip
+
+
 def _value(record: Any) -> Any:
     return orjson.loads(record.value)
 
@@ -225,16 +235,12 @@ def test_kill_9_part_way_and_restart_gives_the_backtests_invitations(
             with Publisher(settings) as pub:
                 for line in lines[half:]:
                     pub.publish_raw(orjson.loads(line)["visitor_id"].encode(), line)
-            records = _read(
-                settings, settings.topic_invitations, 10**9, timeout_s=90,
-                enough=lambda rs: {(_value(r)["invitation_id"], _value(r)["triggered_at"])
-                                   for r in rs} >= expected,
-            )  # fmt: skip
+            records = _read_until(settings, expected)
         finally:
             second.terminate()
             second.wait(timeout=60)
 
-    got = [(_value(r)["invitation_id"], _value(r)["triggered_at"]) for r in records]
+    got = _identities(records)
     copies = len(got) - len(set(got))
     print(f"kill -9: {len(set(got))} invitations, {copies} copies on the topic")
     log_text = (tmp_path / "worker.log").read_text(errors="replace")
@@ -257,18 +263,14 @@ def test_two_workers_share_the_partitions_and_give_the_backtests_invitations(
             with Publisher(settings) as pub:
                 for line in lines:
                     pub.publish_raw(orjson.loads(line)["visitor_id"].encode(), line)
-            records = _read(
-                settings, settings.topic_invitations, 10**9, timeout_s=90,
-                enough=lambda rs: {(_value(r)["invitation_id"], _value(r)["triggered_at"])
-                                   for r in rs} >= expected,
-            )  # fmt: skip
+            records = _read_until(settings, expected)
         finally:
             for worker in workers:
                 worker.terminate()
             for worker in workers:
                 worker.wait(timeout=60)
 
-    got = [(_value(r)["invitation_id"], _value(r)["triggered_at"]) for r in records]
+    got = _identities(records)
     log_text = (tmp_path / "worker.log").read_text(errors="replace")
     assert set(got) == expected, log_text[-3000:]
     assert len(got) == len(set(got)), "copies on the topic without any crash"
