@@ -173,11 +173,26 @@ def cmd_worker(args: argparse.Namespace, settings: Settings) -> int:
 
 def cmd_up(args: argparse.Namespace, settings: Settings) -> int:
     """Everything on this machine until Ctrl-C (grows as the services land)."""
+    import subprocess
+
+    from schemas.rules import load_rules_file
+    from streams.rules_topic import apply_rules, read_rules
+
     was_running = broker.status(settings).running
     state = broker.start(settings)
-    topics.ensure_topics(settings.model_copy(update={"bootstrap": state.bootstrap}))
+    settings = settings.model_copy(update={"bootstrap": state.bootstrap})
+    topics.ensure_topics(settings)
+    if not len(read_rules(settings).ruleset):
+        sample = Path(__file__).resolve().parent.parent / "deploy" / "sample-rules.yaml"
+        if sample.exists():
+            apply_rules(settings, load_rules_file(sample))
+            print(f"  rules: applied {sample} (the rules topic was empty)")
+    worker = subprocess.Popen(
+        [sys.executable, "-m", "streams.cli", "worker", "--bootstrap", settings.bootstrap]
+    )
     print(f"Beckon is up. Kafka {settings.kafka_version}: {state}")
     print(f"  topics: {', '.join(t.name for t in topics.contract_topics(settings))}")
+    print(f"  worker: pid {worker.pid}, web on http://localhost:{settings.web_port}/")
     print("Ctrl-C stops it all.")
     stopping = False
 
@@ -187,12 +202,16 @@ def cmd_up(args: argparse.Namespace, settings: Settings) -> int:
 
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
-    while not stopping:
+    while not stopping and worker.poll() is None:
         time.sleep(0.5)
+    if worker.poll() is None:
+        print("stopping the worker …")
+        worker.terminate()
+        worker.wait(timeout=60)
     if not was_running:
         print("stopping the broker …")
         broker.stop(settings)
-    return 0
+    return 0 if stopping else 1
 
 
 # --- the parser ---------------------------------------------------------------------------
