@@ -90,7 +90,6 @@ class Pipeline:
         self.lock = asyncio.Lock()  # one batch or one timer round at a time
         self.wakeups: list[tuple[int, bytes]] = []  # heap of (instant, visitor key)
         self.scheduled: dict[bytes, int] = {}  # visitor key -> its current instant
-        self.counts: dict[str, int] = {"events": 0, "dlq": 0, "invitations": 0, "decisions": 0}
 
         raw: dict[str, Any] = {"key_type": bytes, "value_type": bytes, "key_serializer": "raw",
                "value_serializer": "raw"}  # fmt: skip
@@ -138,7 +137,6 @@ class Pipeline:
             journeys[vkey] = journey
             wakeups[vkey] = step.wakeup
             outputs += self._outputs(vkey, step)
-        self.counts["events"] += len(batch)
         await self._emit(outputs)
         self._save(journeys, wakeups)
 
@@ -159,7 +157,6 @@ class Pipeline:
         return event
 
     def _dead_letter(self, message: Any, reason: str, detail: str) -> Output:
-        self.counts["dlq"] += 1
         headers = [
             ("beckon.reason", reason.encode()),
             ("beckon.error", detail.encode()[:2000]),
@@ -248,8 +245,6 @@ class Pipeline:
             out.append((self.settings.topic_decisions, vkey, orjson.dumps(decision), None))
         for invitation in step.invitations:
             out.append((self.settings.topic_invitations, vkey, orjson.dumps(invitation), None))
-        self.counts["decisions"] += len(step.decisions)
-        self.counts["invitations"] += len(step.invitations)
         return out
 
     async def _emit(self, outputs: list[Output]) -> None:
