@@ -101,6 +101,13 @@ class RuleBook:
         del self.refusals[:-MAX_REFUSALS]
         return reason
 
+    def fold(self, record: Any) -> None:
+        """Apply one consumed rules-topic record; a refusal is logged with its offset."""
+        reason = self.apply(record.key, record.value)
+        if reason is not None:
+            log.warning("%s[%d]@%d refused: %s", record.topic, record.partition,
+                        record.offset, reason)  # fmt: skip
+
     def __repr__(self) -> str:
         return f"RuleBook(version={self.ruleset.version!r}, refused={self.refused})"
 
@@ -145,9 +152,7 @@ def read_rules(settings: Settings, topic: str | None = None, timeout_s: float = 
                 for record in records:
                     if record.offset >= ends[tp]:
                         continue  # committed after the call: the next read sees it
-                    reason = book.apply(record.key, record.value)
-                    if reason is not None:
-                        log.warning("%s offset %d refused: %s", topic, record.offset, reason)
+                    book.fold(record)
             # Positions pass transaction markers too, so compare positions, not records.
             pending = {tp for tp in pending if consumer.position(tp) < ends[tp]}
     except KafkaError as exc:
@@ -265,9 +270,7 @@ class RulesInForce:
                 batches = await consumer.getmany(timeout_ms=int(poll_s * 1000))
                 for records in batches.values():
                     for record in records:
-                        reason = self.book.apply(record.key, record.value)
-                        if reason is not None:
-                            log.warning("rule refused on this worker: %s", reason)
+                        self.book.fold(record)
                 if self.book.ruleset.version != self.compiled.version:
                     self.compiled = CompiledRules.of(self.book.ruleset)
                     log.info("rules version %s in force (%d rules)",
