@@ -87,10 +87,18 @@ def _read(
     return records
 
 
-def _expected(lines: list[bytes]) -> Result:
+def _expected(lines: list[bytes]) -> set[tuple[str, str]]:
+    """The backtest's invitations for these lines, as (invitation_id, triggered_at)."""
     result = Result()
     rules = CompiledRules.of(load_rules(RULES_YAML))
-    return run(read_events(lines, result), rules, Limits(), result)
+    run(read_events(lines, result), rules, Limits(), result)
+    return {(i["invitation_id"], i["triggered_at"]) for i in result.invitations}
+
+
+def _rules_file(tmp_path: Path) -> Path:
+    rules = tmp_path / "rules.yaml"
+    rules.write_text(RULES_YAML)
+    return rules
 
 
 def test_live_worker_gives_the_backtests_invitations_and_routes_poison_to_the_dlq(
@@ -98,10 +106,9 @@ def test_live_worker_gives_the_backtests_invitations_and_routes_poison_to_the_dl
 ) -> None:
     settings, env = live
     lines = list(generate(4_000, 300, seed=11))
-    expected = {(i["invitation_id"], i["triggered_at"]) for i in _expected(lines).invitations}
+    expected = _expected(lines)
     assert len(expected) > 20, "the sample should invite a fair number of visitors"
-    rules = tmp_path / "rules.yaml"
-    rules.write_text(RULES_YAML)
+    rules = _rules_file(tmp_path)
     poison = [
         (b"v-poison", b"not json"),
         (b"v-poison", orjson.dumps({"event_id": "p1", "type": "teleport"})),
@@ -215,9 +222,8 @@ def test_kill_9_part_way_and_restart_gives_the_backtests_invitations(
     settings, env = live
     env = {**env, "BECKON_BROKER_SESSION_TIMEOUT_S": "8"}
     lines = list(generate(6_000, 400, seed=13))
-    expected = {(i["invitation_id"], i["triggered_at"]) for i in _expected(lines).invitations}
-    rules = tmp_path / "rules.yaml"
-    rules.write_text(RULES_YAML)
+    expected = _expected(lines)
+    rules = _rules_file(tmp_path)
     half = len(lines) // 2
     with (tmp_path / "worker.log").open("wb") as log:
         first = _start_worker(env, rules, log)
@@ -252,9 +258,8 @@ def test_two_workers_share_the_partitions_and_give_the_backtests_invitations(
 ) -> None:
     settings, env = live
     lines = list(generate(6_000, 400, seed=17))
-    expected = {(i["invitation_id"], i["triggered_at"]) for i in _expected(lines).invitations}
-    rules = tmp_path / "rules.yaml"
-    rules.write_text(RULES_YAML)
+    expected = _expected(lines)
+    rules = _rules_file(tmp_path)
     envs = [{**env, "BECKON_DATA_DIR": str(tmp_path / f"worker-{n}")} for n in (1, 2)]
     with (tmp_path / "worker.log").open("wb") as log:
         workers = [_start_worker(e, rules, log) for e in envs]
