@@ -53,6 +53,12 @@ class Settings(BaseSettings):
     topic_decisions: str = Field("beckon.decisions", description="decisions topic")
     topic_rules: str = Field("beckon.rules", description="rules topic (compacted)")
     topic_dlq: str = Field("beckon.clickstream.dlq", description="dead-letter topic")
+    topic_dwell_updates: str = Field(
+        "beckon.dwell.updates", description="per-batch page activity, keyed by page (internal)"
+    )
+    topic_dwell: str = Field(
+        "beckon.dwell", description="dwell aggregates per page and window (compacted)"
+    )
     partitions: int = Field(8, ge=1, le=10_000, description="partitions of new topics")
     replication_factor: int = Field(1, ge=1, le=32, description="replication of new topics")
 
@@ -80,6 +86,18 @@ class Settings(BaseSettings):
     batch_max: int = Field(500, ge=1, description="events handled per batch at most")
     batch_within_s: float = Field(0.05, gt=0, description="longest wait to fill a batch")
     max_event_bytes: int = Field(65536, ge=256, description="larger messages go to the DLQ")
+    dwell_window_s: int = Field(60, ge=1, le=86_400, description="dwell aggregate window length")
+    dwell_retention_s: int = Field(
+        86_400, ge=60, description="dwell aggregates are kept this long after their window"
+    )
+
+    # --- The collector (beckon collector) -------------------------------------------------
+    collector_host: str = Field("localhost", description="collector listen address")
+    collector_port: int = Field(8080, ge=1, le=65535, description="collector HTTP port")
+
+    # --- The delivery service and demo shop (beckon delivery) -----------------------------
+    delivery_host: str = Field("localhost", description="delivery service listen address")
+    delivery_port: int = Field(8000, ge=1, le=65535, description="delivery service HTTP port")
 
     # --- Local broker (beckon broker ...) ---------------------------------------------
     kafka_version: str = Field(KAFKA_VERSION, description="Apache Kafka release to run")
