@@ -31,6 +31,7 @@ from typing import Any, Final, NamedTuple
 
 from schemas.events import ClickEvent
 from schemas.instants import format_instant
+from streams.dwell import DEFAULT_WINDOW_MS, Contribution, observe
 from streams.journey import Journey, apply, is_duplicate, new_session, remember_sent, starts_session
 from streams.matching import in_holdout
 from streams.profile import pick_locale
@@ -51,6 +52,7 @@ class Limits:
     presence_ms: int = 30_000
     min_gap_ms: int = 60_000
     ttl_ms: int = 60_000
+    window_ms: int = DEFAULT_WINDOW_MS  # dwell aggregates' window
 
     @classmethod
     def of(cls, settings: Settings) -> Limits:
@@ -59,15 +61,18 @@ class Limits:
             presence_ms=round(settings.presence_timeout_s * 1000),
             min_gap_ms=round(settings.min_gap_s * 1000),
             ttl_ms=round(settings.invitation_ttl_s * 1000),
+            window_ms=settings.dwell_window_s * 1000,
         )
 
 
 class Step(NamedTuple):
-    """What one call produced: every decision, the invitations among them, the next wakeup."""
+    """What one call produced: every decision, the invitations among them, the next
+    wakeup, and what the event added to the dwell aggregates (``streams.dwell``)."""
 
     decisions: list[dict[str, Any]]
     invitations: list[dict[str, Any]]
     wakeup: int | None
+    pages: list[Contribution] = []  # noqa: RUF012 (never mutated: a fresh list or this)
 
 
 def advance(
@@ -89,7 +94,9 @@ def advance(
         _fire(journey, rules, limits, t, decisions, invitations, inclusive=False)
     # Absent just before t: instants planned earlier may lie in the absence; plan anew.
     replan = t > journey.present_until(limits.presence_ms)
-    if starts_session(journey, event, t, limits.session_gap_ms):
+    starts = starts_session(journey, event, t, limits.session_gap_ms)
+    pages = observe(journey, event, t, starts, limits.presence_ms, limits.window_ms)
+    if starts:
         new_session(journey, event, t)
         replan = True
     if apply(journey, event, t) or replan:
@@ -97,7 +104,7 @@ def advance(
     # Rules that hold at t itself wait: another event at the same instant may still come,
     # and conditions are judged from every event with time <= t. They fire before the
     # visitor's next later event, or at the tick that Step.wakeup (= t) asks for.
-    return journey, Step(decisions, invitations, wakeup(journey, limits))
+    return journey, Step(decisions, invitations, wakeup(journey, limits), pages)
 
 
 def tick(journey: Journey, now: int, rules: CompiledRules, limits: Limits) -> Step:

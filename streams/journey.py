@@ -48,6 +48,7 @@ class Journey:
         "clock",
         "declined",
         "device",
+        "engaged",
         "entered",
         "fired",
         "landing",
@@ -69,6 +70,7 @@ class Journey:
         "session_start",
         "site_id",
         "url",
+        "viewed",
         "visitor_id",
         "visits",
     )
@@ -94,6 +96,10 @@ class Journey:
         self.scroll = 0.0
         self.page_events: list[str] = []  # exit_intent and custom event names on this page
         self.fired: list[str] = []  # rules that fired on this page view
+        # dwell aggregates (streams.dwell): presence on this page view so far, and the
+        # pages viewed in the latest window [window start, [pages]]
+        self.engaged = 0
+        self.viewed: list[Any] = []
         # profile
         self.attributes: dict[str, Any] = {}
         self.device: str | None = None

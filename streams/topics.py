@@ -35,6 +35,10 @@ def contract_topics(settings: Settings) -> list[TopicSpec]:
         # version of each rule id and drops deleted ones after their tombstone.
         TopicSpec(settings.topic_rules, 1, {"cleanup.policy": "compact"}),
         TopicSpec(settings.topic_dlq, n, {"retention.ms": str(30 * 24 * 3600 * 1000)}),
+        # Partial dwell aggregates from each batch, keyed by page and window; short-lived.
+        TopicSpec(settings.topic_dwell_updates, n, {"retention.ms": str(24 * 3600 * 1000)}),
+        # The merged aggregate of each page and window: compaction keeps the latest.
+        TopicSpec(settings.topic_dwell, n, {"cleanup.policy": "compact"}),
     ]
 
 

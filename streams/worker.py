@@ -22,35 +22,28 @@ the events that precede them — as in ``beckon backtest``.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import heapq
 import logging
 import time
-import weakref
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, cast
 
 import faust
 import orjson
-from aiokafka.partitioner import murmur2
-from faust.streams import _current_event
 
 from schemas.errors import InvalidEvent
 from schemas.events import ClickEvent, parse_event
+from streams.dwell import Key, PageWindow, encode_key, fold
 from streams.engine import Limits, Step, advance, tick
 from streams.journey import Journey
 from streams.rules import CompiledRules
 from streams.settings import Settings
+from streams.tables import partition_context, partition_of
 
 log = logging.getLogger(__name__)
 
 Output = tuple[str, bytes, bytes, list[tuple[str, bytes]] | None]  # topic, key, value, headers
-
-
-def partition_of(key: bytes, partitions: int) -> int:
-    """The partition Kafka's default partitioner gives a key (murmur2, as Java's)."""
-    return (murmur2(key) & 0x7FFFFFFF) % partitions
 
 
 @dataclass
@@ -96,7 +89,12 @@ class Pipeline:
         self.clickstream = app.topic(settings.topic_clickstream, **raw)
         self.topics = {
             name: app.topic(name, **raw)
-            for name in (settings.topic_invitations, settings.topic_decisions, settings.topic_dlq)
+            for name in (
+                settings.topic_invitations,
+                settings.topic_decisions,
+                settings.topic_dlq,
+                settings.topic_dwell_updates,
+            )
         }
         # use_partitioner: the changelog partition is the key's own (murmur2 of the visitor
         # id, as on the clickstream), so the timer may write journeys outside the stream.
@@ -123,6 +121,7 @@ class Pipeline:
         journeys: dict[bytes, Journey] = {}
         outputs: list[Output] = []
         wakeups: dict[bytes, int | None] = {}
+        pages: dict[Key, PageWindow] = {}
         for event in batch:
             message = event.message
             parsed = self._parse(message.key, message.value)
@@ -137,6 +136,11 @@ class Pipeline:
             journeys[vkey] = journey
             wakeups[vkey] = step.wakeup
             outputs += self._outputs(vkey, step)
+            fold(step.pages, pages)
+        window_ms, topic = self.limits.window_ms, self.settings.topic_dwell_updates
+        for key, partial in pages.items():
+            record = orjson.dumps(partial.to_record(*key, window_ms))
+            outputs.append((topic, encode_key(key), record, None))
         await self._emit(outputs)
         self._save(journeys, wakeups)
 
@@ -226,7 +230,7 @@ class Pipeline:
     def _save(self, journeys: dict[bytes, Journey], wakeups: dict[bytes, int | None]) -> None:
         n = self.settings.partitions
         for vkey, journey in journeys.items():
-            with _partition_context(partition_of(vkey, n)):
+            with partition_context(partition_of(vkey, n)):
                 self.journeys[vkey] = orjson.dumps(journey.to_dict())
             at = wakeups.get(vkey)
             if at is None:
@@ -257,47 +261,18 @@ class Pipeline:
         await asyncio.gather(*futures)
 
 
-class _Message:
-    __slots__ = ("partition",)
-
-    def __init__(self, partition: int) -> None:
-        self.partition = partition
-
-
-class _PartitionEvent:
-    """What Faust's RocksDB store reads of the current event: its message's partition."""
-
-    __slots__ = ("__weakref__", "message")
-
-    def __init__(self, partition: int) -> None:
-        self.message = _Message(partition)
-
-
-@contextlib.contextmanager
-def _partition_context(partition: int) -> Iterator[None]:
-    # Faust's RocksDB store picks the partition's database from the *current event*, so
-    # a table write outside stream iteration fails, and one after a batch of
-    # take_events would land in the last event's partition. We write each journey
-    # (from a batch or from the timer) as if inside an event of its own partition —
-    # the partition its changelog record goes to, too (use_partitioner).
-    event = _PartitionEvent(partition)
-    token = _current_event.set(weakref.ref(event))  # type: ignore[arg-type]
-    try:
-        yield
-    finally:
-        _current_event.reset(token)
-
-
 def build(settings: Settings, rules: Callable[[], CompiledRules]) -> tuple[faust.App, Pipeline]:
     """The app and its pipeline, ready for ``faust.Worker``.
 
     ``rules`` gives the rules in force; a ``RulesInForce`` also follows the rules topic.
     """
+    from streams.aggregates import DwellAggregator
     from streams.app import create_app
     from streams.rules_topic import RulesInForce
 
     app = create_app(settings)
     pipeline = Pipeline(app, settings, rules)
+    DwellAggregator(app, settings)
     if isinstance(rules, RulesInForce):
 
         async def follow_rules() -> None:

@@ -17,10 +17,13 @@ import pytest
 from kafka import KafkaConsumer
 
 from bench.clickstream import RULES_YAML, generate
+from schemas.events import parse_event
 from schemas.instants import format_instant
 from schemas.rules import load_rules
 from streams.backtest import Result, read_events, run
-from streams.engine import Limits
+from streams.dwell import Key, PageWindow, encode_key, fold
+from streams.engine import Limits, advance
+from streams.journey import Journey
 from streams.publisher import Publisher
 from streams.rules import CompiledRules
 from streams.settings import Settings
@@ -42,6 +45,8 @@ def live(kafka_settings: Settings, tmp_path: Path) -> Iterator[tuple[Settings, d
             "topic_decisions": f"live.{run_id}.decisions",
             "topic_rules": f"live.{run_id}.rules",
             "topic_dlq": f"live.{run_id}.dlq",
+            "topic_dwell_updates": f"live.{run_id}.dwell.updates",
+            "topic_dwell": f"live.{run_id}.dwell",
             "partitions": 4,
             "data_dir": tmp_path / "worker",
             "grace_s": 1.0,
@@ -50,8 +55,8 @@ def live(kafka_settings: Settings, tmp_path: Path) -> Iterator[tuple[Settings, d
     ensure_topics(settings)
     env = {k: v for k, v in os.environ.items() if not k.startswith("BECKON_")}
     for name in ("bootstrap", "app_id", "topic_clickstream", "topic_invitations",
-                 "topic_decisions", "topic_rules", "topic_dlq", "partitions", "data_dir",
-                 "grace_s"):  # fmt: skip
+                 "topic_decisions", "topic_rules", "topic_dlq", "topic_dwell_updates",
+                 "topic_dwell", "partitions", "data_dir", "grace_s"):  # fmt: skip
         env[f"BECKON_{name.upper()}"] = str(getattr(settings, name))
     yield settings, env
 
@@ -95,6 +100,24 @@ def _expected(lines: list[bytes]) -> set[tuple[str, str]]:
     return {(i["invitation_id"], i["triggered_at"]) for i in result.invitations}
 
 
+def _expected_dwell(lines: list[bytes]) -> dict[bytes, Any]:
+    """The dwell record of every page and window, from the events in publish order."""
+    journeys: dict[str, Journey] = {}
+    aggregates: dict[Key, PageWindow] = {}
+    rules = CompiledRules.of(load_rules(RULES_YAML))
+    for line in lines:
+        event = parse_event(line)
+        journey, step = advance(journeys.get(event.visitor_id), event, rules, Limits())
+        journeys[event.visitor_id] = journey
+        fold(step.pages, aggregates)
+    return {encode_key(k): a.to_record(*k, Limits().window_ms) for k, a in aggregates.items()}
+
+
+def _latest(records: list[Any]) -> dict[bytes, Any]:
+    """The latest value of every key of a compacted topic's records."""
+    return {r.key: orjson.loads(r.value) for r in records if r.value is not None}
+
+
 def _rules_file(tmp_path: Path) -> Path:
     rules = tmp_path / "rules.yaml"
     rules.write_text(RULES_YAML)
@@ -108,6 +131,7 @@ def test_live_worker_gives_the_backtests_invitations_and_routes_poison_to_the_dl
     lines = list(generate(4_000, 300, seed=11))
     expected = _expected(lines)
     assert len(expected) > 20, "the sample should invite a fair number of visitors"
+    expected_dwell = _expected_dwell(lines)
     rules = _rules_file(tmp_path)
     poison = [
         (b"v-poison", b"not json"),
@@ -127,6 +151,8 @@ def test_live_worker_gives_the_backtests_invitations_and_routes_poison_to_the_dl
                     pub.publish_raw(key, value)
             records = _read(settings, settings.topic_invitations, len(expected), timeout_s=90)
             dead = _read(settings, settings.topic_dlq, len(poison), timeout_s=20)
+            dwell = _read(settings, settings.topic_dwell, 10**9, timeout_s=30,
+                          enough=lambda got: _latest(got) == expected_dwell)  # fmt: skip
         finally:
             worker.terminate()
             worker.wait(timeout=60)
@@ -138,6 +164,9 @@ def test_live_worker_gives_the_backtests_invitations_and_routes_poison_to_the_dl
     assert len(got) == len(set(got)), "copies on the topic"
     reasons = sorted(dict(r.headers)["beckon.reason"].decode() for r in dead)
     assert reasons == ["invalid", "invalid", "key_mismatch", "too_large"]
+    # Every page and window's dwell aggregate, merged across partitions, as computed offline.
+    assert len(expected_dwell) > 50
+    assert _latest(dwell) == expected_dwell
     assert all(r.key == orjson.loads(r.value)["visitor_id"].encode() for r in records)
 
 
