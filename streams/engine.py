@@ -29,10 +29,18 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Final, NamedTuple
 
-from schemas.events import ClickEvent
+from schemas.events import ClickEvent, InvitationResponse
 from schemas.instants import format_instant
 from streams.dwell import DEFAULT_WINDOW_MS, Contribution, observe
-from streams.journey import Journey, apply, is_duplicate, new_session, remember_sent, starts_session
+from streams.journey import (
+    Journey,
+    apply,
+    is_duplicate,
+    new_session,
+    remember_sent,
+    respond,
+    starts_session,
+)
 from streams.matching import in_holdout
 from streams.profile import pick_locale
 from streams.rules import CompiledRule, CompiledRules
@@ -73,6 +81,7 @@ class Step(NamedTuple):
     invitations: list[dict[str, Any]]
     wakeup: int | None
     pages: list[Contribution] = []  # noqa: RUF012 (never mutated: a fresh list or this)
+    answers: list[tuple[str, str]] = []  # noqa: RUF012 (rule id, response) counted
 
 
 def advance(
@@ -99,12 +108,17 @@ def advance(
     if starts:
         new_session(journey, event, t)
         replan = True
+    answers: list[tuple[str, str]] = []
+    if isinstance(event, InvitationResponse):
+        rule_id = respond(journey, event, t)
+        if rule_id is not None:
+            answers.append((rule_id, event.response))
     if apply(journey, event, t) or replan:
         _plan(journey, rules, t)
     # Rules that hold at t itself wait: another event at the same instant may still come,
     # and conditions are judged from every event with time <= t. They fire before the
     # visitor's next later event, or at the tick that Step.wakeup (= t) asks for.
-    return journey, Step(decisions, invitations, wakeup(journey, limits), pages)
+    return journey, Step(decisions, invitations, wakeup(journey, limits), pages, answers)
 
 
 def tick(journey: Journey, now: int, rules: CompiledRules, limits: Limits) -> Step:

@@ -44,6 +44,8 @@ class Journey:
     """
 
     __slots__ = (
+        "answered",
+        "answers",
         "attributes",
         "clock",
         "declined",
@@ -109,6 +111,9 @@ class Journey:
         self.last_sent = -1  # time of the latest invitation to this visitor
         self.recent: dict[str, str] = {}  # invitation id -> rule id, bounded
         self.declined: dict[str, int] = {}  # rule id -> time of the latest decline
+        # the widget's answers: rule id -> {response: count}, and which were counted
+        self.answers: dict[str, dict[str, int]] = {}
+        self.answered: dict[str, None] = {}  # "invitation id/response", bounded
         # when rules can fire next: [(instant, rule id)], computed under pending_version
         self.pending: list[tuple[int, str]] = []
         self.pending_version: str | None = None
@@ -216,7 +221,7 @@ def apply(journey: Journey, event: ClickEvent, t: int) -> bool:
     if isinstance(event, PagePing):
         return changed
     if isinstance(event, InvitationResponse):
-        return _respond(journey, event, t) or changed
+        return changed  # counted by respond(), before apply
     if not _on_current_page(journey, event.url):
         return changed
     if isinstance(event, PageLeave):
@@ -251,12 +256,27 @@ def _enter_page(journey: Journey, event: PageView, t: int) -> None:
         journey.landing = landing_attributes(event.url, event.referrer)
 
 
-def _respond(journey: Journey, event: InvitationResponse, t: int) -> bool:
+def respond(journey: Journey, event: InvitationResponse, t: int) -> str | None:
+    """Count the widget's answer to one of the visitor's recent invitations.
+
+    Returns the invitation's rule id when the answer is counted; None when the invitation
+    is not among the recent ones or this answer to it was counted already (the delivery
+    service and the widget may both report ``shown``).
+    """
     rule_id = journey.recent.get(event.invitation_id)
-    if event.response == "declined" and rule_id is not None:
+    if rule_id is None:
+        return None
+    key = f"{event.invitation_id}/{event.response}"
+    if key in journey.answered:
+        return None
+    journey.answered[key] = None
+    if len(journey.answered) > 4 * MAX_RECENT:
+        del journey.answered[next(iter(journey.answered))]
+    counts = journey.answers.setdefault(rule_id, {})
+    counts[event.response] = counts.get(event.response, 0) + 1
+    if event.response == "declined":
         journey.declined[rule_id] = t
-        return True
-    return False
+    return rule_id
 
 
 def remember_sent(journey: Journey, invitation_id: str, rule_id: str, t: int, day: str) -> None:

@@ -110,6 +110,7 @@ class Outcome:
 
     decisions: list[dict[str, Any]] = field(default_factory=list)
     invitations: list[dict[str, Any]] = field(default_factory=list)
+    answers: list[tuple[str, str]] = field(default_factory=list)  # (rule id, response)
     journeys: dict[str, Journey] = field(default_factory=dict)
 
     def fired(self) -> list[tuple[str, int, str]]:
@@ -134,6 +135,7 @@ def drive(
         out.journeys[e.visitor_id] = journey
         out.decisions += step.decisions
         out.invitations += step.invitations
+        out.answers += step.answers
     for journey in out.journeys.values():
         step = tick(journey, until, compiled, limits)
         out.decisions += step.decisions

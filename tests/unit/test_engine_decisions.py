@@ -11,6 +11,7 @@ from tests.unit.engine_helpers import (
     OTHER,
     SECOND,
     T0,
+    VISITOR,
     at,
     drive,
     pings,
@@ -373,6 +374,22 @@ def test_decline_of_an_unknown_invitation_does_not_suppress() -> None:
     out = drive(events, AFTER_DECLINE)
 
     assert [reason for _, _, reason in out.fired()] == ["invited", "invited"]
+
+
+def test_widget_answers_are_counted_per_rule_once_each() -> None:
+    invitation = first_invitation_id()
+    events = [
+        view(T0),
+        respond(T0 + 1 * SECOND, invitation, "shown"),  # from the delivery service
+        respond(T0 + 2 * SECOND, invitation, "shown"),  # and from the widget: one showing
+        respond(T0 + 3 * SECOND, invitation, "accepted"),
+        respond(T0 + 4 * SECOND, "not-an-invitation", "accepted"),
+    ]
+
+    out = drive(events, AFTER_DECLINE)
+
+    assert out.answers == [("offer", "shown"), ("offer", "accepted")]
+    assert out.journeys[VISITOR].answers == {"offer": {"shown": 1, "accepted": 1}}
 
 
 def test_decline_of_one_rule_does_not_suppress_another() -> None:
