@@ -18,6 +18,7 @@ from typing import Any
 import orjson
 from pydantic import TypeAdapter
 
+from schemas.aggregates import PAGE_DWELL
 from schemas.events import CLICK_EVENT
 from schemas.invitations import DECISION, INVITATION
 from schemas.rules import Rule, RulesFile
@@ -32,6 +33,7 @@ _SOURCES: dict[str, tuple[str, TypeAdapter[Any]]] = {
     "rule.schema.json": ("Rule", TypeAdapter(Rule)),
     "invitation.schema.json": ("Invitation", INVITATION),
     "decision.schema.json": ("Decision", DECISION),
+    "page_dwell.schema.json": ("PageDwell", PAGE_DWELL),
 }
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
+from schemas.aggregates import PAGE_DWELL
 from schemas.events import ClickEvent
 from streams.dwell import Key, PageWindow, bucket, fold, window_of
 from streams.engine import Limits, advance
@@ -156,3 +157,4 @@ def test_the_record_round_trips() -> None:
     assert record["histogram"] == {"7": 1} and record["typical_dwell_ms"] == 7_000
     again = PageWindow.from_record(record).to_record(SITE, PAGE, W0, MINUTE)
     assert again == record
+    assert PAGE_DWELL.validate_python(record).typical_dwell_ms == 7_000

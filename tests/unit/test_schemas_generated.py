@@ -15,6 +15,7 @@ EXPECTED = {
     "rule.schema.json",
     "invitation.schema.json",
     "decision.schema.json",
+    "page_dwell.schema.json",
 }
 
 
