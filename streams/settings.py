@@ -78,7 +78,7 @@ class Settings(BaseSettings):
     web_port: int = Field(6066, ge=1, le=65535, description="worker web port (metrics)")
     grace_s: float = Field(2.0, ge=0, description="fire an instant once the clock passes it + this")
     processing_guarantee: Literal["at_least_once", "exactly_once"] = Field(
-        "at_least_once", description="Faust processing guarantee"
+        "at_least_once", description="at_least_once, or exactly_once (see docs/worker.md)"
     )
     broker_session_timeout_s: float = Field(
         30.0, gt=0, description="a worker silent this long leaves the group (crash takeover)"
@@ -94,10 +94,37 @@ class Settings(BaseSettings):
     # --- The collector (beckon collector) -------------------------------------------------
     collector_host: str = Field("localhost", description="collector listen address")
     collector_port: int = Field(8080, ge=1, le=65535, description="collector HTTP port")
+    collector_sites: Path | None = Field(
+        None, description="sites file: origins, keys, rate limits [none: accept every site]"
+    )
+    collector_max_body_bytes: int = Field(
+        1_048_576, ge=1024, description="larger request bodies are refused (413)"
+    )
+    collector_clock_skew_s: float = Field(
+        300, gt=0, description="client clocks further off than this are corrected"
+    )
+    collector_country_header: str = Field(
+        "", description="trusted header with the visitor's country code [none]"
+    )
+    collector_ack_timeout_s: float = Field(
+        10, gt=0, description="answer 503 when Kafka has not acknowledged within this"
+    )
 
     # --- The delivery service and demo shop (beckon delivery) -----------------------------
     delivery_host: str = Field("localhost", description="delivery service listen address")
     delivery_port: int = Field(8000, ge=1, le=65535, description="delivery service HTTP port")
+    delivery_group: str = Field(
+        "beckon-delivery",
+        description="consumer group of the delivery service (its own for each instance)",
+    )
+    delivery_keepalive_s: float = Field(
+        15, gt=0, le=3600, description="an SSE keep-alive comment after this long without data"
+    )
+    delivery_collector_url: str | None = Field(
+        None,
+        description="collector the demo pages post to [http://COLLECTOR_HOST:COLLECTOR_PORT]",
+    )
+    delivery_site_id: str = Field("demo-shop", description="site_id of the demo shop's events")
 
     # --- Local broker (beckon broker ...) ---------------------------------------------
     kafka_version: str = Field(KAFKA_VERSION, description="Apache Kafka release to run")

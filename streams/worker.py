@@ -270,6 +270,12 @@ def build(settings: Settings, rules: Callable[[], CompiledRules]) -> tuple[faust
     from streams.app import create_app
     from streams.rules_topic import RulesInForce
 
+    if settings.processing_guarantee == "exactly_once":
+        log.warning(
+            "BECKON_PROCESSING_GUARANTEE=exactly_once: measured unreliable with "
+            "faust-streaming 0.15 (copies after a crash, hangs on shutdown); see "
+            "docs/worker.md. at_least_once with the deduplicating consumer is the default."
+        )
     app = create_app(settings)
     pipeline = Pipeline(app, settings, rules)
     DwellAggregator(app, settings)
