@@ -12,7 +12,7 @@ import pytest
 from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer
 from kafka.admin import ConfigResource, ConfigResourceType
 
-from tests.integration.conftest import _free_port
+from tests.conftest import _free_port
 
 pytestmark = pytest.mark.integration
 

@@ -28,7 +28,7 @@ from streams.publisher import Publisher
 from streams.rules import CompiledRules
 from streams.settings import Settings
 from streams.topics import ensure_topics
-from tests.integration.conftest import _free_port
+from tests.conftest import _free_port
 
 pytestmark = pytest.mark.integration
 
