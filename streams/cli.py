@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import signal
 import sys
 import time
@@ -171,8 +172,24 @@ def cmd_worker(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+def cmd_collector(args: argparse.Namespace, settings: Settings) -> int:
+    from streams.collector import run_collector
+
+    topics.ensure_topics(settings)
+    run_collector(settings)
+    return 0
+
+
+def cmd_delivery(args: argparse.Namespace, settings: Settings) -> int:
+    from streams.delivery import run_delivery
+
+    topics.ensure_topics(settings)
+    run_delivery(settings)
+    return 0
+
+
 def cmd_up(args: argparse.Namespace, settings: Settings) -> int:
-    """Everything on this machine until Ctrl-C (grows as the services land)."""
+    """Everything on this machine until Ctrl-C: broker, worker, collector, delivery."""
     import subprocess
 
     from schemas.rules import load_rules_file
@@ -187,12 +204,20 @@ def cmd_up(args: argparse.Namespace, settings: Settings) -> int:
         if sample.exists():
             apply_rules(settings, load_rules_file(sample))
             print(f"  rules: applied {sample} (the rules topic was empty)")
-    worker = subprocess.Popen(
-        [sys.executable, "-m", "streams.cli", "worker", "--bootstrap", settings.bootstrap]
-    )
+    # Each service is its own process, as in production; they share the settings through
+    # the environment (the flags given to `beckon up` included).
+    env = {**os.environ, **_environment(settings)}
+    services = {
+        name: subprocess.Popen([sys.executable, "-m", "streams.cli", name], env=env)
+        for name in ("worker", "collector", "delivery")
+    }
     print(f"Beckon is up. Kafka {settings.kafka_version}: {state}")
-    print(f"  topics: {', '.join(t.name for t in topics.contract_topics(settings))}")
-    print(f"  worker: pid {worker.pid}, web on http://localhost:{settings.web_port}/")
+    print(f"  topics:    {', '.join(t.name for t in topics.contract_topics(settings))}")
+    print(f"  demo shop: http://{settings.delivery_host}:{settings.delivery_port}/")
+    print(f"  collector: http://{settings.collector_host}:{settings.collector_port}/v1/events")
+    print(
+        f"  worker:    pid {services['worker'].pid}, web on http://localhost:{settings.web_port}/"
+    )
     print("Ctrl-C stops it all.")
     stopping = False
 
@@ -202,16 +227,33 @@ def cmd_up(args: argparse.Namespace, settings: Settings) -> int:
 
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
-    while not stopping and worker.poll() is None:
+    while not stopping and all(p.poll() is None for p in services.values()):
         time.sleep(0.5)
-    if worker.poll() is None:
-        print("stopping the worker …")
-        worker.terminate()
-        worker.wait(timeout=60)
+    for name, process in services.items():
+        if process.poll() is None:
+            print(f"stopping the {name} …")
+            process.terminate()
+    for process in services.values():
+        try:
+            process.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            process.kill()
     if not was_running:
         print("stopping the broker …")
         broker.stop(settings)
     return 0 if stopping else 1
+
+
+def _environment(settings: Settings) -> dict[str, str]:
+    """The settings as BECKON_ variables, for child processes (secrets included)."""
+    out = {}
+    for name, value in settings.model_dump().items():
+        if value is None:
+            continue
+        if hasattr(value, "get_secret_value"):
+            value = value.get_secret_value()
+        out[f"BECKON_{name.upper()}"] = str(value)
+    return out
 
 
 # --- the parser ---------------------------------------------------------------------------
@@ -257,6 +299,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     worker = add(sub, "worker", cmd_worker, "one stream worker (start more for more throughput)")
     worker.add_argument("--rules", help="a rules file to use instead of following the rules topic")
+    add(sub, "collector", cmd_collector, "the HTTP collector: Beckon JSON, Snowplow, Segment")
+    add(sub, "delivery", cmd_delivery, "the reference chat delivery service and a demo shop")
 
     bt = add(sub, "backtest", cmd_backtest, "run the engine offline over recorded events")
     bt.add_argument("--rules", required=True, help="rules file (YAML or JSON)")
