@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
-# Sets up Beckon on a fresh machine: system tools (Java 17, Maven) where missing, the
-# Python environment in .venv/ from the pinned constraints, and Kafka's jars from Maven
-# Central. Safe to run again: each step is skipped when already done.
+# Sets up Beckon on a fresh machine: system tools (Java 17, Maven, Chromium) where
+# missing, the Python environment in .venv/ from the pinned constraints, and Kafka's jars
+# from Maven Central. Safe to run again: each step is skipped when already done.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -11,6 +11,8 @@ need_apt=()
 command -v java >/dev/null 2>&1 || need_apt+=(openjdk-17-jre-headless)
 command -v mvn >/dev/null 2>&1 || need_apt+=(maven)
 python3 -c 'import venv, ensurepip' >/dev/null 2>&1 || need_apt+=(python3-venv)
+# The browser tests (tests/e2e) drive Debian's Chromium through its chromedriver.
+[[ -x /usr/bin/chromedriver ]] || need_apt+=(chromium chromium-driver)
 if ((${#need_apt[@]})); then
   if [[ $(id -u) -eq 0 ]] && command -v apt-get >/dev/null 2>&1; then
     say "installing ${need_apt[*]} with apt-get"
