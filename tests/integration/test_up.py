@@ -1,0 +1,112 @@
+"""`beckon up` as the README runs it: its own broker, a worker, the collector and delivery.
+
+On free ports, with its own cache and data: every service answers, an event posted to the
+collector lands in Kafka, and SIGINT (Ctrl-C) stops every process it started.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+import uuid
+from pathlib import Path
+
+import orjson
+import pytest
+from kafka import KafkaConsumer
+
+from streams.settings import load_settings
+from tests.conftest import _free_port
+
+pytestmark = pytest.mark.integration
+
+
+def _answers(url: str) -> bool:
+    try:
+        with urllib.request.urlopen(url, timeout=2) as response:
+            return bool(response.status == 200)
+    except (urllib.error.URLError, OSError):
+        return False
+
+
+def _children(pid: int) -> list[int]:
+    """Every live descendant of ``pid`` (from /proc)."""
+    parents: dict[int, int] = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                stat = (entry / "stat").read_text()
+            except OSError:
+                continue
+            parents[int(entry.name)] = int(stat.rsplit(")", 1)[1].split()[1])
+    found, frontier = [], [pid]
+    while frontier:
+        parent = frontier.pop()
+        kids = [p for p, pp in parents.items() if pp == parent]
+        found += kids
+        frontier += kids
+    return found
+
+
+def test_up_runs_every_service_and_ctrl_c_stops_them_all(tmp_path: Path) -> None:
+    ports = {name: _free_port() for name in ("broker", "controller", "web", "collector",
+                                             "delivery")}  # fmt: skip
+    env = {k: v for k, v in os.environ.items() if not k.startswith("BECKON_")}
+    env.update(
+        BECKON_HOME=str(Path.home() / ".cache" / "beckon"),  # the jars setup fetched
+        BECKON_BROKER_DIR=str(tmp_path / "broker"),
+        BECKON_DATA_DIR=str(tmp_path / "worker"),
+        BECKON_BROKER_PORT=str(ports["broker"]),
+        BECKON_CONTROLLER_PORT=str(ports["controller"]),
+        BECKON_BOOTSTRAP=f"localhost:{ports['broker']}",
+        BECKON_WEB_PORT=str(ports["web"]),
+        BECKON_COLLECTOR_PORT=str(ports["collector"]),
+        BECKON_DELIVERY_PORT=str(ports["delivery"]),
+        BECKON_PARTITIONS="2",
+    )
+    log_path = tmp_path / "up.log"
+    with log_path.open("wb") as log:
+        up = subprocess.Popen(
+            [sys.executable, "-m", "streams.cli", "up"], env=env, stdout=log,
+            stderr=subprocess.STDOUT,
+        )  # fmt: skip
+        try:
+            shop = f"http://localhost:{ports['delivery']}/"
+            health = f"http://localhost:{ports['collector']}/healthz"
+            deadline = time.monotonic() + 120
+            while not (_answers(shop) and _answers(health)) and time.monotonic() < deadline:
+                assert up.poll() is None, log_path.read_text(errors="replace")[-3000:]
+                time.sleep(0.5)
+            assert _answers(shop) and _answers(health), log_path.read_text(errors="replace")
+            started = _children(up.pid)
+
+            event = {"event_id": uuid.uuid4().hex, "type": "page_view", "visitor_id": "v-up",
+                     "site_id": "demo-shop", "ts": int(time.time() * 1000),
+                     "url": f"http://localhost:{ports['delivery']}/pricing"}  # fmt: skip
+            request = urllib.request.Request(
+                f"http://localhost:{ports['collector']}/v1/events", data=orjson.dumps(event),
+                headers={"Content-Type": "application/json"}, method="POST",
+            )  # fmt: skip
+            with urllib.request.urlopen(request, timeout=15) as response:
+                assert 200 <= response.status < 300
+            settings = load_settings(bootstrap=f"localhost:{ports['broker']}")
+            consumer = KafkaConsumer(
+                settings.topic_clickstream, **settings.kafka_python_config(),
+                auto_offset_reset="earliest", consumer_timeout_ms=10_000,
+            )  # fmt: skip
+            landed = [r for r in consumer if orjson.loads(r.value)["event_id"] == event["event_id"]]
+            consumer.close()
+            assert [r.key for r in landed[:1]] == [b"v-up"]
+        finally:
+            up.send_signal(signal.SIGINT)
+            code = up.wait(timeout=120)
+    text = log_path.read_text(errors="replace")
+    assert code == 0, text[-3000:]
+    assert "demo shop: http://" in text and "stopping the broker" in text
+    left = [pid for pid in started if Path(f"/proc/{pid}").exists()]
+    assert not left, f"processes left behind: {left}"
