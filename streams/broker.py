@@ -161,8 +161,13 @@ def server_properties(settings: Settings, paths: BrokerPaths) -> str:
 
 
 def _cluster_id() -> str:
-    # Kafka's own form: 16 random bytes, URL-safe base64 without padding.
-    return base64.urlsafe_b64encode(uuid.uuid4().bytes).rstrip(b"=").decode()
+    # Kafka's own form: 16 random bytes, URL-safe base64 without padding. Like Kafka's
+    # Uuid.randomUuid, draw again when it starts with "-": kafka-storage's argument
+    # parser would read such an id as an option (1 format in 64 failed this way).
+    while True:
+        cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).rstrip(b"=").decode()
+        if not cluster_id.startswith("-"):
+            return cluster_id
 
 
 def _java_command(settings: Settings, paths: BrokerPaths, main: str, *args: str) -> list[str]:

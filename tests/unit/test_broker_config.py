@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
+import base64
+import uuid
 from pathlib import Path
 
+import pytest
+
+from streams import broker
 from streams.broker import BrokerPaths, server_properties, status
 from streams.consumer import SeenIds
 from streams.settings import Settings
@@ -43,3 +48,12 @@ def test_seen_ids_detects_copies_and_forgets_the_oldest_beyond_capacity() -> Non
     assert len(seen) == 3
     assert seen.add("b") is True  # "b" was the least recently seen, so it was forgotten
     assert seen.add("d") is False  # recent ids stay remembered
+
+
+def test_cluster_id_never_starts_with_a_dash(monkeypatch: pytest.MonkeyPatch) -> None:
+    # 0xF8 encodes to "-" first in URL-safe base64; kafka-storage would take it for an option.
+    draws = iter([uuid.UUID(bytes=b"\xf8" + b"\x00" * 15), uuid.UUID(bytes=b"\x10" * 16)])
+    monkeypatch.setattr(broker.uuid, "uuid4", lambda: next(draws))
+    cluster_id = broker._cluster_id()
+    assert cluster_id == base64.urlsafe_b64encode(b"\x10" * 16).rstrip(b"=").decode()
+    assert len(cluster_id) == 22
