@@ -22,7 +22,7 @@ def create_app(settings: Settings) -> faust.App:
         # its own (the tables' changelogs).
         topic_allow_declare=True,
         web_port=settings.web_port,
-        web_host="localhost",
+        web_host=settings.web_host,
         consumer_auto_offset_reset="earliest",
         broker_commit_every=1000,
         broker_session_timeout=settings.broker_session_timeout_s,

@@ -75,6 +75,7 @@ class Settings(BaseSettings):
     # --- The worker (beckon worker) -------------------------------------------------------
     app_id: str = Field("beckon", description="Faust app id: the consumer group and table prefix")
     data_dir: Path | None = Field(None, description="worker state (RocksDB) [HOME/worker]")
+    web_host: str = Field("localhost", description="worker web listen address (metrics)")
     web_port: int = Field(6066, ge=1, le=65535, description="worker web port (metrics)")
     grace_s: float = Field(2.0, ge=0, description="fire an instant once the clock passes it + this")
     processing_guarantee: Literal["at_least_once", "exactly_once"] = Field(
@@ -125,6 +126,13 @@ class Settings(BaseSettings):
         description="collector the demo pages post to [http://COLLECTOR_HOST:COLLECTOR_PORT]",
     )
     delivery_site_id: str = Field("demo-shop", description="site_id of the demo shop's events")
+
+    # --- The dashboard (beckon dashboard) --------------------------------------------------
+    dashboard_host: str = Field("localhost", description="dashboard listen address")
+    dashboard_port: int = Field(8090, ge=1, le=65535, description="dashboard HTTP port")
+    dashboard_lookback_s: float = Field(
+        3600, gt=0, description="the funnel and tables cover this much recent history"
+    )
 
     # --- Local broker (beckon broker ...) ---------------------------------------------
     kafka_version: str = Field(KAFKA_VERSION, description="Apache Kafka release to run")
