@@ -26,7 +26,8 @@ import orjson
 
 from streams.dwell import Key, PageWindow, decode_key
 from streams.settings import Settings
-from streams.tables import partition_context, partition_of
+from streams.sink import Sink
+from streams.tables import partition_of
 
 log = logging.getLogger(__name__)
 
@@ -46,6 +47,7 @@ class DwellAggregator:
             "dwell", partitions=settings.partitions, use_partitioner=True,
             key_type=bytes, value_type=bytes,
         )  # fmt: skip
+        self.sink = Sink(app, transactional=settings.processing_guarantee == "exactly_once")
         self.lock = asyncio.Lock()
         self.windows: list[tuple[int, bytes]] = []  # heap of (window start, key) held here
         self.newest = -1  # the newest window seen, for retention
@@ -89,9 +91,9 @@ class DwellAggregator:
         await self._send([(k, v) for k, v in records.items()])
         n = self.settings.partitions
         for raw_key, value in records.items():
-            with partition_context(partition_of(raw_key, n)):
-                self.table[raw_key] = value
+            await self.sink.put(self.table, partition_of(raw_key, n), raw_key, value)
             self.newest = max(self.newest, merged[raw_key][0][2])
+        await self.sink.flush()
         await self._expire()
 
     async def _expire(self) -> None:
@@ -106,12 +108,13 @@ class DwellAggregator:
         await self._send([(k, None) for k in old])
         n = self.settings.partitions
         for raw_key in old:
-            with partition_context(partition_of(raw_key, n)):
-                del self.table[raw_key]
+            await self.sink.put(self.table, partition_of(raw_key, n), raw_key, None)
+        await self.sink.flush()
 
     async def _send(self, records: list[tuple[bytes, bytes | None]]) -> None:
-        futures = [await self.records.send(key=k, value=v) for k, v in records]
-        await asyncio.gather(*futures)
+        for key, value in records:
+            await self.sink.send(self.records, key, value)
+        await self.sink.flush()
 
     async def rebuild_index(self) -> None:
         """After recovery or a rebalance: the windows this worker now holds."""

@@ -6,6 +6,7 @@
     POST /v1/page /v1/track /v1/identify        Segment, one message
     POST /v1/batch                              Segment, batched
     GET  /healthz                               200 while Kafka answers, else 503
+    GET  /metrics                               Prometheus (``streams.metrics``)
 
 A request is handled whole: read (413 over the size limit), mapped and validated
 (``streams.trackers``; 400 naming the field), checked against its site
@@ -35,6 +36,7 @@ from aiohttp import web
 from schemas.errors import BeckonError, BrokerError, InvalidEvent
 from schemas.events import event_to_json
 from streams.collector_sites import Sites
+from streams.metrics import CollectorMetrics
 from streams.settings import Settings
 from streams.trackers import (
     Batch,
@@ -93,6 +95,7 @@ class Collector:
         self._wall, self._monotonic = wall, monotonic
         self._producer: Any = None
         self._kafka_ok = True
+        self.metrics = CollectorMetrics()
 
     # --- lifecycle ----------------------------------------------------------------------
 
@@ -104,7 +107,8 @@ class Collector:
             return await self._answers(request, handler)
 
         app = web.Application(
-            client_max_size=self.settings.collector_max_body_bytes, middlewares=[answers]
+            client_max_size=self.settings.collector_max_body_bytes,
+            middlewares=[self.metrics.middleware(), answers],
         )
         routes = [("POST", "/v1/events", self.beckon), ("POST", SNOWPLOW_TP2, self.snowplow),
                   ("GET", "/i", self.pixel), ("POST", "/v1/batch", self.segment)]  # fmt: skip
@@ -113,6 +117,7 @@ class Collector:
             app.router.add_route(method, path, handler)
             app.router.add_route("OPTIONS", path, self.preflight)
         app.router.add_route("GET", "/healthz", self.healthz)
+        app.router.add_route("GET", "/metrics", self.metrics.handler)
         app.on_startup.append(lambda _: self.start())
         app.on_cleanup.append(lambda _: self.stop())
         return app
@@ -147,17 +152,17 @@ class Collector:
     async def beckon(self, request: web.Request) -> web.StreamResponse:
         batch = from_beckon(await _json(request), self._received(request))
         key = request.headers.get(KEY_HEADER) or request.query.get("key")
-        await self._admit(request, batch, key=key, check_key=True)
+        await self._admit(request, batch, key=key, check_key=True, protocol="beckon")
         return web.json_response({"accepted": len(batch.events)}, headers=_NO_STORE)
 
     async def snowplow(self, request: web.Request) -> web.StreamResponse:
         batch = from_snowplow_post(await _json(request), self._received(request))
-        await self._admit(request, batch, key=None, check_key=False)
+        await self._admit(request, batch, key=None, check_key=False, protocol="snowplow")
         return web.Response(text="ok", headers=_NO_STORE)
 
     async def pixel(self, request: web.Request) -> web.StreamResponse:
         batch = from_snowplow_get(request.query, self._received(request))
-        await self._admit(request, batch, key=None, check_key=False)
+        await self._admit(request, batch, key=None, check_key=False, protocol="snowplow")
         return web.Response(body=PIXEL, content_type="image/gif", headers=_NO_STORE)
 
     async def segment(self, request: web.Request) -> web.StreamResponse:
@@ -170,7 +175,7 @@ class Collector:
             raise Refused(403, "Authorization", "unknown write key")
         kind = request.path.rsplit("/", 1)[1]
         batch = from_segment(body, None if kind == "batch" else kind, site, self._received(request))
-        await self._admit(request, batch, key=key, check_key=True)
+        await self._admit(request, batch, key=key, check_key=True, protocol="segment")
         ok = {"success": True, "accepted": len(batch.events), "ignored": batch.ignored}
         return web.json_response(ok, headers=_NO_STORE)
 
@@ -207,7 +212,13 @@ class Collector:
         )
 
     async def _admit(
-        self, request: web.Request, batch: Batch, *, key: str | None, check_key: bool
+        self,
+        request: web.Request,
+        batch: Batch,
+        *,
+        key: str | None,
+        check_key: bool,
+        protocol: str,
     ) -> None:
         """Site checks (403), sizes (413), rate limits (429), then Kafka (503)."""
         origin = request.headers.get("Origin")
@@ -234,6 +245,7 @@ class Collector:
                 raise Refused(413, "", f"more events in one request than site {site!r} allows")
             raise Refused(429, "", f"site {site!r} is over its rate limit", retry_after=wait)
         await self._send(records)
+        self.metrics.events.labels(protocol).inc(len(records))
 
     async def _send(self, records: list[tuple[bytes, bytes]]) -> None:
         """Send every record and wait for all the acknowledgements, or raise 503."""

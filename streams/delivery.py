@@ -35,6 +35,7 @@ from aiohttp import web
 from schemas.invitations import Invitation, parse_instant
 from streams import demo_shop
 from streams.consumer import InvitationConsumer
+from streams.metrics import serve_delivery
 from streams.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -145,7 +146,8 @@ class Hub:
         self.pending = Pending()
         self._pages: dict[str, list[Outbox]] = {}  # visitor -> open pages, latest last
         self._shown: OrderedDict[str, None] = OrderedDict()
-        self.counts = {"received": 0, "expired": 0, "pushed": 0, "held": 0, "shown": 0}
+        self.counts = {"received": 0, "expired": 0, "pushed": 0, "held": 0, "shown": 0,
+                       "duplicate": 0}  # fmt: skip
 
     def offer(self, invitation: Invitation, at_ms: int) -> str:
         """Route one invitation: ``expired``, ``pushed`` (to the latest page) or ``held``."""
@@ -156,6 +158,7 @@ class Hub:
         if is_expired(invitation, at_ms):
             outcome = "expired"
         elif self.was_shown(invitation.invitation_id):
+            self.counts["duplicate"] += 1
             return "shown"
         elif pages := self._pages.get(invitation.visitor_id):
             pages[-1].put_nowait(invitation)
@@ -381,6 +384,7 @@ def build_app(settings: Settings) -> web.Application:
     app.router.add_get("/v1/health", health)
     app.router.add_get("/beckon.js", snippet)
     demo_shop.add_routes(app, settings)
+    serve_delivery(app, app[HUB])  # GET /metrics
     app.cleanup_ctx.extend((_kafka, _pruner))
     app.on_shutdown.append(_close_pages)
     return app

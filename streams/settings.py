@@ -88,6 +88,9 @@ class Settings(BaseSettings):
     batch_within_s: float = Field(0.05, gt=0, description="longest wait to fill a batch")
     max_event_bytes: int = Field(65536, ge=256, description="larger messages go to the DLQ")
     dwell_window_s: int = Field(60, ge=1, le=86_400, description="dwell aggregate window length")
+    dwell_flush_s: float = Field(
+        1.0, gt=0, le=60, description="publish the page activity gathered this often"
+    )
     dwell_retention_s: int = Field(
         86_400, ge=60, description="dwell aggregates are kept this long after their window"
     )

@@ -37,9 +37,11 @@ from schemas.events import ClickEvent, parse_event
 from streams.dwell import Key, PageWindow, encode_key, fold
 from streams.engine import Limits, Step, advance, tick
 from streams.journey import Journey
+from streams.metrics import Tally, WorkerMetrics
 from streams.rules import CompiledRules
 from streams.settings import Settings
-from streams.tables import partition_context, partition_of
+from streams.sink import Sink
+from streams.tables import partition_of
 
 log = logging.getLogger(__name__)
 
@@ -75,14 +77,20 @@ class Pipeline:
         rules: Callable[[], CompiledRules],
         *,
         wall_ms: Callable[[], int] = lambda: int(time.time() * 1000),
+        metrics: WorkerMetrics | None = None,
     ) -> None:
         self.app, self.settings, self.rules = app, settings, rules
+        self.metrics = WorkerMetrics() if metrics is None else metrics
         self.limits = Limits.of(settings)
         self.wall_ms = wall_ms
         self.clocks = Clocks(round(settings.grace_s * 1000))
         self.lock = asyncio.Lock()  # one batch or one timer round at a time
         self.wakeups: list[tuple[int, bytes]] = []  # heap of (instant, visitor key)
         self.scheduled: dict[bytes, int] = {}  # visitor key -> its current instant
+        # Page activity (dwell partials) gathered over batches, published every
+        # dwell_flush_s: one record per page and window instead of one per batch.
+        self.pages: dict[Key, PageWindow] = {}
+        self.pages_due = time.monotonic() + settings.dwell_flush_s
 
         raw: dict[str, Any] = {"key_type": bytes, "value_type": bytes, "key_serializer": "raw",
                "value_serializer": "raw"}  # fmt: skip
@@ -103,9 +111,16 @@ class Pipeline:
             "journeys", partitions=settings.partitions, use_partitioner=True,
             key_type=bytes, value_type=bytes,
         )  # fmt: skip
+        self.sink = Sink(app, transactional=settings.processing_guarantee == "exactly_once")
         app.agent(self.clickstream, name="beckon-process")(self.process)
         app.timer(0.1, name="beckon-timers")(self.fire_timers)
         self.journeys.on_recover(self.rebuild_wakeups)
+
+        async def flush_on_stop(sender: Any, **kwargs: Any) -> None:
+            async with self.lock:  # the consumer has stopped; the producer still runs
+                await self.flush_pages()
+
+        app.on_before_shutdown.connect(cast(Any, flush_on_stop))
 
     # --- the stream ---------------------------------------------------------------------
     async def process(self, stream: faust.StreamT[bytes]) -> None:
@@ -113,7 +128,8 @@ class Pipeline:
         batches = cast(faust.Stream[bytes], stream).take_events
         async for batch in batches(self.settings.batch_max, self.settings.batch_within_s):
             async with self.lock:
-                await self.handle(batch)
+                with self.metrics.batch_seconds.time():
+                    await self.handle(batch)
 
     async def handle(self, batch: Sequence[faust.EventT[bytes]]) -> None:
         """Fold one batch of clickstream messages into the journeys."""
@@ -121,28 +137,32 @@ class Pipeline:
         journeys: dict[bytes, Journey] = {}
         outputs: list[Output] = []
         wakeups: dict[bytes, int | None] = {}
-        pages: dict[Key, PageWindow] = {}
+        pages = self.pages
+        tally = Tally()
         for event in batch:
             message = event.message
             parsed = self._parse(message.key, message.value)
             if isinstance(parsed, tuple):
                 outputs.append(self._dead_letter(message, *parsed))
+                tally.dead_letter(parsed[0])
                 continue
             self.clocks.saw(message.partition, parsed.ts, wall)
+            tally.event(message.partition, parsed.type)
             vkey = message.key
             assert vkey is not None  # _parse checked it is the visitor id
             journey = journeys.get(vkey) or self._load(vkey)
+            if journey is None:
+                tally.new_journeys += 1
             journey, step = advance(journey, parsed, rules, self.limits)
             journeys[vkey] = journey
             wakeups[vkey] = step.wakeup
-            outputs += self._outputs(vkey, step)
+            outputs += self._outputs(vkey, step, tally)
             fold(step.pages, pages)
-        window_ms, topic = self.limits.window_ms, self.settings.topic_dwell_updates
-        for key, partial in pages.items():
-            record = orjson.dumps(partial.to_record(*key, window_ms))
-            outputs.append((topic, encode_key(key), record, None))
+        self._collect_due(wall, rules, journeys, outputs, wakeups, tally)
         await self._emit(outputs)
-        self._save(journeys, wakeups)
+        newest = {p: self.clocks.latest[p][0] for p in tally.partitions}
+        self.metrics.record(tally, self.wall_ms(), newest)
+        await self._save(journeys, wakeups)
 
     def _parse(self, key: bytes | None, raw: bytes | None) -> ClickEvent | tuple[str, str]:
         """The event, or why the message goes to the DLQ: (reason, detail)."""
@@ -170,21 +190,54 @@ class Pipeline:
 
     # --- time -----------------------------------------------------------------------------
     async def fire_timers(self) -> None:
-        """Fire the planned instants whose partition clock passed them by the grace."""
+        """Fire the planned instants whose partition clock passed them by the grace; publish
+        the page activity gathered since the last flush once it is ``dwell_flush_s`` old."""
         async with self.lock:
             await self._fire_due()
+            if self.pages and time.monotonic() >= self.pages_due:
+                await self.flush_pages()
+
+    async def flush_pages(self) -> None:
+        """Publish the gathered page activity (partials) to the dwell updates topic."""
+        window_ms, topic = self.limits.window_ms, self.settings.topic_dwell_updates
+        pages, self.pages = self.pages, {}
+        self.pages_due = time.monotonic() + self.settings.dwell_flush_s
+        await self._emit([
+            (topic, encode_key(key), orjson.dumps(partial.to_record(*key, window_ms)), None)
+            for key, partial in pages.items()
+        ])  # fmt: skip
 
     async def _fire_due(self) -> None:
-        wall, rules, n = self.wall_ms(), self.rules(), self.settings.partitions
+        journeys: dict[bytes, Journey] = {}
+        outputs: list[Output] = []
+        wakeups: dict[bytes, int | None] = {}
+        tally = Tally()
+        self._collect_due(self.wall_ms(), self.rules(), journeys, outputs, wakeups, tally)
+        if journeys:
+            await self._emit(outputs)
+            self.metrics.record(tally, self.wall_ms(), {})
+            await self._save(journeys, wakeups)
+
+    def _collect_due(
+        self,
+        wall: int,
+        rules: CompiledRules,
+        journeys: dict[bytes, Journey],
+        outputs: list[Output],
+        wakeups: dict[bytes, int | None],
+        tally: Tally,
+    ) -> None:
+        """Tick the journeys whose planned instant is due into the given round's state.
+
+        A batch calls it too, so its instants share the batch's acks instead of waiting
+        for a timer round of their own (each round waits for Kafka twice)."""
+        n = self.settings.partitions
         # Partitions keep their own clocks: take every instant the fastest clock allows,
         # and put back those whose own partition's clock is not there yet.
         latest = max(
             (self.clocks.limit(p, wall) for p in self.clocks.latest),
             default=wall - self.clocks.grace_ms,
         )
-        journeys: dict[bytes, Journey] = {}
-        outputs: list[Output] = []
-        wakeups: dict[bytes, int | None] = {}
         not_yet = []
         while self.wakeups and self.wakeups[0][0] <= latest:
             at, vkey = heapq.heappop(self.wakeups)
@@ -201,25 +254,25 @@ class Pipeline:
             step = tick(journey, limit, rules, self.limits)
             journeys[vkey] = journey
             wakeups[vkey] = step.wakeup
-            outputs += self._outputs(vkey, step)
+            outputs += self._outputs(vkey, step, tally)
         for item in not_yet:
             heapq.heappush(self.wakeups, item)
-        if journeys:
-            await self._emit(outputs)
-            self._save(journeys, wakeups)
 
     async def rebuild_wakeups(self) -> None:
         """After recovery or a rebalance: plan timers from the journeys this worker owns."""
         async with self.lock:
             self.wakeups.clear()
             self.scheduled.clear()
-            wall, n = self.wall_ms(), self.settings.partitions
+            wall, n, count = self.wall_ms(), self.settings.partitions, 0
             for vkey, value in self.journeys.items():
+                count += 1
                 journey = Journey.from_dict(orjson.loads(value))
                 # Until its next event, a partition's clock resumes from its latest event.
                 self.clocks.saw(partition_of(vkey, n), journey.clock, wall)
                 if journey.pending:
                     self._schedule(vkey, journey.pending[0][0])
+            # Counted here, once per recovery; between recoveries handle adds the new ones.
+            self.metrics.journeys.set(count)
             log.info("timers rebuilt: %d visitors with a planned instant", len(self.scheduled))
 
     # --- state and output ------------------------------------------------------------------
@@ -227,11 +280,13 @@ class Pipeline:
         value = self.journeys.get(vkey)
         return None if value is None else Journey.from_dict(orjson.loads(value))
 
-    def _save(self, journeys: dict[bytes, Journey], wakeups: dict[bytes, int | None]) -> None:
-        n = self.settings.partitions
+    async def _save(self, journeys: dict[bytes, Journey], wakeups: dict[bytes, int | None]) -> None:
+        """Write the journeys back, and wait until their changelog records are acknowledged."""
+        n, put = self.settings.partitions, self.sink.put
         for vkey, journey in journeys.items():
-            with partition_context(partition_of(vkey, n)):
-                self.journeys[vkey] = orjson.dumps(journey.to_dict())
+            await put(self.journeys, partition_of(vkey, n), vkey, orjson.dumps(journey.to_dict()))
+        await self.sink.flush()
+        for vkey in journeys:
             at = wakeups.get(vkey)
             if at is None:
                 self.scheduled.pop(vkey, None)
@@ -243,7 +298,11 @@ class Pipeline:
             self.scheduled[vkey] = at
             heapq.heappush(self.wakeups, (at, vkey))
 
-    def _outputs(self, vkey: bytes, step: Step) -> list[Output]:
+    def _outputs(self, vkey: bytes, step: Step, tally: Tally) -> list[Output]:
+        if step.decisions:  # most events decide nothing
+            tally.outputs(step.decisions, step.invitations)
+        if step.answers:
+            tally.answered(step.answers)
         out: list[Output] = []
         for decision in step.decisions:
             out.append((self.settings.topic_decisions, vkey, orjson.dumps(decision), None))
@@ -255,10 +314,10 @@ class Pipeline:
         """Send every output and wait until Kafka acknowledged them all."""
         if not outputs:
             return
-        futures = []
+        send = self.sink.send
         for topic, key, value, headers in outputs:
-            futures.append(await self.topics[topic].send(key=key, value=value, headers=headers))
-        await asyncio.gather(*futures)
+            await send(self.topics[topic], key, value, headers)
+        await self.sink.flush()
 
 
 def build(settings: Settings, rules: Callable[[], CompiledRules]) -> tuple[faust.App, Pipeline]:
@@ -278,6 +337,7 @@ def build(settings: Settings, rules: Callable[[], CompiledRules]) -> tuple[faust
         )
     app = create_app(settings)
     pipeline = Pipeline(app, settings, rules)
+    pipeline.metrics.serve(app, settings.topic_clickstream)
     DwellAggregator(app, settings)
     if isinstance(rules, RulesInForce):
 
