@@ -98,6 +98,12 @@ def cmd_rules_apply(args: argparse.Namespace, settings: Settings) -> int:
     from streams.rules_topic import apply_rules
 
     ruleset = load_rules_file(args.file)  # an invalid file stops here: nothing is published
+    if args.if_empty:
+        from streams.rules_topic import read_rules
+
+        if len(held := read_rules(settings).ruleset):
+            print(f"{settings.topic_rules} holds {len(held)} rules: left as they are")
+            return 0
     published, deleted = apply_rules(settings, ruleset)
     print(f"published: {', '.join(published) or '-'}")
     print(f"deleted: {', '.join(deleted) or '-'}")
@@ -188,8 +194,16 @@ def cmd_delivery(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+def cmd_dashboard(args: argparse.Namespace, settings: Settings) -> int:
+    from streams.dashboard_server import run_dashboard
+
+    topics.ensure_topics(settings)
+    run_dashboard(settings)
+    return 0
+
+
 def cmd_up(args: argparse.Namespace, settings: Settings) -> int:
-    """Everything on this machine until Ctrl-C: broker, worker, collector, delivery."""
+    """Everything on this machine until Ctrl-C: broker, worker, collector, delivery, dashboard."""
     import subprocess
 
     from schemas.rules import load_rules_file
@@ -209,12 +223,13 @@ def cmd_up(args: argparse.Namespace, settings: Settings) -> int:
     env = {**os.environ, **_environment(settings)}
     services = {
         name: subprocess.Popen([sys.executable, "-m", "streams.cli", name], env=env)
-        for name in ("worker", "collector", "delivery")
+        for name in ("worker", "collector", "delivery", "dashboard")
     }
     print(f"Beckon is up. Kafka {settings.kafka_version}: {state}")
     print(f"  topics:    {', '.join(t.name for t in topics.contract_topics(settings))}")
     print(f"  demo shop: http://{settings.delivery_host}:{settings.delivery_port}/")
     print(f"  collector: http://{settings.collector_host}:{settings.collector_port}/v1/events")
+    print(f"  dashboard: http://{settings.dashboard_host}:{settings.dashboard_port}/")
     print(
         f"  worker:    pid {services['worker'].pid}, web on http://localhost:{settings.web_port}/"
     )
@@ -286,7 +301,12 @@ def build_parser() -> argparse.ArgumentParser:
     rules_sub = rules_p.add_subparsers(dest="action", required=True, metavar="ACTION")
     add(rules_sub, "validate", cmd_rules_validate, "check a rules file").add_argument("file")
     apply_help = "publish a rules file to the rules topic: the whole set in force"
-    add(rules_sub, "apply", cmd_rules_apply, apply_help).add_argument("file")
+    apply_p = add(rules_sub, "apply", cmd_rules_apply, apply_help)
+    apply_p.add_argument("file")
+    apply_p.add_argument(
+        "--if-empty", action="store_true",
+        help="only when the rules topic holds no rules (a first start's sample)",
+    )  # fmt: skip
 
     rp = add(sub, "replay", cmd_replay, "publish recorded events to the clickstream topic")
     rp.add_argument("events", help="events, JSON lines, sent in file order")
@@ -301,6 +321,7 @@ def build_parser() -> argparse.ArgumentParser:
     worker.add_argument("--rules", help="a rules file to use instead of following the rules topic")
     add(sub, "collector", cmd_collector, "the HTTP collector: Beckon JSON, Snowplow, Segment")
     add(sub, "delivery", cmd_delivery, "the reference chat delivery service and a demo shop")
+    add(sub, "dashboard", cmd_dashboard, "the live operations page, read from Kafka")
 
     bt = add(sub, "backtest", cmd_backtest, "run the engine offline over recorded events")
     bt.add_argument("--rules", required=True, help="rules file (YAML or JSON)")

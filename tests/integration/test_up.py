@@ -1,4 +1,5 @@
-"""`beckon up` as the README runs it: its own broker, a worker, the collector and delivery.
+"""`beckon up` as the README runs it: its own broker, a worker, the collector, delivery and
+the dashboard.
 
 On free ports, with its own cache and data: every service answers, an event posted to the
 collector lands in Kafka, and SIGINT (Ctrl-C) stops every process it started.
@@ -55,7 +56,7 @@ def _children(pid: int) -> list[int]:
 
 def test_up_runs_every_service_and_ctrl_c_stops_them_all(tmp_path: Path) -> None:
     ports = {name: _free_port() for name in ("broker", "controller", "web", "collector",
-                                             "delivery")}  # fmt: skip
+                                             "delivery", "dashboard")}  # fmt: skip
     env = {k: v for k, v in os.environ.items() if not k.startswith("BECKON_")}
     env.update(
         BECKON_HOME=str(Path.home() / ".cache" / "beckon"),  # the jars setup fetched
@@ -67,6 +68,7 @@ def test_up_runs_every_service_and_ctrl_c_stops_them_all(tmp_path: Path) -> None
         BECKON_WEB_PORT=str(ports["web"]),
         BECKON_COLLECTOR_PORT=str(ports["collector"]),
         BECKON_DELIVERY_PORT=str(ports["delivery"]),
+        BECKON_DASHBOARD_PORT=str(ports["dashboard"]),
         BECKON_PARTITIONS="2",
     )
     log_path = tmp_path / "up.log"
@@ -78,11 +80,13 @@ def test_up_runs_every_service_and_ctrl_c_stops_them_all(tmp_path: Path) -> None
         try:
             shop = f"http://localhost:{ports['delivery']}/"
             health = f"http://localhost:{ports['collector']}/healthz"
+            dashboard = f"http://localhost:{ports['dashboard']}"
+            urls = (shop, health, f"{dashboard}/healthz")  # the dashboard's: once Kafka answers
             deadline = time.monotonic() + 120
-            while not (_answers(shop) and _answers(health)) and time.monotonic() < deadline:
+            while not all(map(_answers, urls)) and time.monotonic() < deadline:
                 assert up.poll() is None, log_path.read_text(errors="replace")[-3000:]
                 time.sleep(0.5)
-            assert _answers(shop) and _answers(health), log_path.read_text(errors="replace")
+            assert all(map(_answers, urls)), log_path.read_text(errors="replace")
             started = _children(up.pid)
 
             event = {"event_id": uuid.uuid4().hex, "type": "page_view", "visitor_id": "v-up",
@@ -102,11 +106,25 @@ def test_up_runs_every_service_and_ctrl_c_stops_them_all(tmp_path: Path) -> None
             landed = [r for r in consumer if orjson.loads(r.value)["event_id"] == event["event_id"]]
             consumer.close()
             assert [r.key for r in landed[:1]] == [b"v-up"]
+            # The dashboard reads the same cluster: the event shows in the clickstream's
+            # end offsets, and the worker's group in the lag table.
+            deadline = time.monotonic() + 30
+            while time.monotonic() < deadline:
+                with urllib.request.urlopen(f"{dashboard}/api/summary", timeout=5) as response:
+                    summary = orjson.loads(response.read())
+                if summary["rates"].get("events", {}).get("total", 0) >= 1 and any(
+                    p["topic"] == settings.topic_clickstream for p in summary["lag"]["partitions"]
+                ):
+                    break
+                time.sleep(1)
+            assert summary["rates"]["events"]["total"] >= 1, summary
+            assert summary["group"] == "beckon"
         finally:
             up.send_signal(signal.SIGINT)
             code = up.wait(timeout=120)
     text = log_path.read_text(errors="replace")
     assert code == 0, text[-3000:]
     assert "demo shop: http://" in text and "stopping the broker" in text
+    assert f"dashboard: http://localhost:{ports['dashboard']}/" in text
     left = [pid for pid in started if Path(f"/proc/{pid}").exists()]
     assert not left, f"processes left behind: {left}"

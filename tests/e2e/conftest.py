@@ -1,0 +1,199 @@
+"""The e2e tier's fixtures: headless Chromium, and the whole system on its own topics.
+
+`system` runs `beckon worker`, `beckon collector`, `beckon delivery` and `beckon dashboard`
+as subprocesses on fresh topics and free ports, as a user runs them.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import IO, Any
+
+import orjson
+import pytest
+from kafka import KafkaConsumer
+
+from streams.settings import Settings
+from streams.topics import ensure_topics
+from tests.conftest import _free_port
+
+CHROMIUM = "/usr/bin/chromium"
+CHROMEDRIVER = "/usr/bin/chromedriver"
+DWELL_S = 3
+GRACE_S = 0.5
+RULES = f"""
+rules:
+  - id: pricing-dwell
+    location: {{include: ["*/pricing"]}}
+    trigger: {{dwell_seconds: {DWELL_S}}}
+    message: {{text: "Hi {{first_name|there}}, any questions about our plans?"}}
+    queue: sales
+"""
+
+
+@pytest.fixture
+def browser(tmp_path: Path) -> Iterator[Any]:
+    """Headless Chromium; the test fails (never skips) without it: set-up installs it."""
+    missing = [p for p in (CHROMIUM, CHROMEDRIVER) if not Path(p).exists()]
+    if missing:
+        pytest.fail(
+            f"{' and '.join(missing)} not found: the browser tests need Debian's chromium and "
+            "chromium-driver (deploy/setup.sh installs them as root; or: sudo apt-get "
+            "install chromium chromium-driver)"
+        )
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+
+    options = webdriver.ChromeOptions()
+    options.binary_location = CHROMIUM
+    for flag in ("--headless", "--no-sandbox", "--disable-gpu", "--disable-quic",
+                 "--no-first-run", "--disable-background-networking",
+                 "--disable-component-update", "--disable-sync", "--window-size=1280,800",
+                 f"--user-data-dir={tmp_path / 'chromium'}"):  # fmt: skip
+        options.add_argument(flag)
+    driver = webdriver.Chrome(options=options, service=Service(CHROMEDRIVER))
+    try:
+        yield driver
+    finally:
+        driver.quit()
+
+
+@pytest.fixture
+def system(
+    kafka_settings: Settings, tmp_path: Path
+) -> Iterator[tuple[Settings, str, Callable[[], str]]]:
+    """Worker, collector, delivery and dashboard on fresh topics and free ports: (settings,
+    shop URL, a function returning the services' logs); the dashboard is on
+    ``settings.dashboard_port``."""
+    run_id = uuid.uuid4().hex[:10]
+    settings = kafka_settings.model_copy(
+        update={
+            "app_id": f"beckon-e2e-{run_id}",
+            "topic_clickstream": f"e2e.{run_id}.clickstream",
+            "topic_invitations": f"e2e.{run_id}.invitations",
+            "topic_decisions": f"e2e.{run_id}.decisions",
+            "topic_rules": f"e2e.{run_id}.rules",
+            "topic_dlq": f"e2e.{run_id}.dlq",
+            "topic_dwell_updates": f"e2e.{run_id}.dwell.updates",
+            "topic_dwell": f"e2e.{run_id}.dwell",
+            "partitions": 2,
+            "data_dir": tmp_path / "worker",
+            "grace_s": GRACE_S,
+            "collector_port": _free_port(),
+            "delivery_port": _free_port(),
+            "dashboard_port": _free_port(),
+            "delivery_group": f"delivery-{run_id}",
+        }
+    )
+    ensure_topics(settings)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("BECKON_")}
+    for name in ("bootstrap", "app_id", "topic_clickstream", "topic_invitations",
+                 "topic_decisions", "topic_rules", "topic_dlq", "topic_dwell_updates",
+                 "topic_dwell", "partitions", "data_dir", "grace_s", "collector_port",
+                 "delivery_port", "dashboard_port", "delivery_group"):  # fmt: skip
+        env[f"BECKON_{name.upper()}"] = str(getattr(settings, name))
+    rules = tmp_path / "rules.yaml"
+    rules.write_text(RULES)
+    logs = {name: tmp_path / f"{name}.log"
+            for name in ("worker", "collector", "delivery", "dashboard")}  # fmt: skip
+    commands = {
+        "worker": ["worker", "--rules", str(rules), "--web-port", str(_free_port())],
+        "collector": ["collector"],
+        "delivery": ["delivery"],
+        "dashboard": ["dashboard"],
+    }
+
+    def log_tails() -> str:
+        return "\n".join(
+            f"--- {name}.log ---\n{path.read_text(errors='replace')[-2500:]}"
+            for name, path in logs.items()
+            if path.exists()
+        )
+
+    processes: list[subprocess.Popen[bytes]] = []
+    handles: list[IO[bytes]] = []
+    try:
+        for name, args in commands.items():
+            handles.append(logs[name].open("wb"))
+            processes.append(_start([sys.executable, "-m", "streams.cli", *args], env, handles[-1]))
+        _wait_for_port(settings.collector_port, processes, log_tails)
+        _wait_for_port(settings.delivery_port, processes, log_tails)
+        _wait_for_port(settings.dashboard_port, processes, log_tails)
+        _wait_for_log(logs["worker"], "Ready", processes, log_tails)
+        yield settings, f"http://localhost:{settings.delivery_port}", log_tails
+    finally:
+        for process in processes:
+            process.terminate()
+        for process in processes:
+            try:
+                process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+        for handle in handles:
+            handle.close()
+
+
+def _start(argv: list[str], env: dict[str, str], log: IO[bytes]) -> subprocess.Popen[bytes]:
+    return subprocess.Popen(argv, env=env, stdout=log, stderr=subprocess.STDOUT)
+
+
+def _check_running(processes: list[subprocess.Popen[bytes]], log_tails: Callable[[], str]) -> None:
+    for process in processes:
+        if process.poll() is not None:
+            pytest.fail(f"{process.args} exited with {process.returncode}\n{log_tails()}")
+
+
+def _wait_for_port(
+    port: int, processes: list[subprocess.Popen[bytes]], log_tails: Callable[[], str]
+) -> None:
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        _check_running(processes, log_tails)
+        try:
+            with socket.create_connection(("localhost", port), timeout=1):
+                return
+        except OSError:
+            time.sleep(0.2)
+    pytest.fail(f"nothing listens on port {port} after 60 s\n{log_tails()}")
+
+
+def _wait_for_log(
+    path: Path, text: str, processes: list[subprocess.Popen[bytes]], log_tails: Callable[[], str]
+) -> None:
+    deadline = time.monotonic() + 90
+    while time.monotonic() < deadline:
+        _check_running(processes, log_tails)
+        if text in path.read_text(errors="replace"):
+            return
+        time.sleep(0.2)
+    pytest.fail(f"{path.name} never said {text!r}\n{log_tails()}")
+
+
+def _records(settings: Settings, topic: str, enough: Callable[[list[Any]], bool]) -> list[Any]:
+    """The topic's JSON values from the start, until ``enough`` of them (or 30 s)."""
+    consumer = KafkaConsumer(
+        topic, **settings.kafka_python_config(), auto_offset_reset="earliest",
+        group_id=f"read-{uuid.uuid4().hex[:8]}",
+    )  # fmt: skip
+    values: list[Any] = []
+    deadline = time.monotonic() + 30
+    try:
+        while time.monotonic() < deadline and not enough(values):
+            values += [orjson.loads(r.value) for b in consumer.poll(500).values() for r in b]
+    finally:
+        consumer.close()
+    return values
+
+
+def _responses(values: list[Any], response: str) -> list[Any]:
+    return [
+        v for v in values if v.get("type") == "invitation_response" and v["response"] == response
+    ]
