@@ -22,6 +22,7 @@ def create_app(settings: Settings) -> faust.App:
         # its own (the tables' changelogs).
         topic_allow_declare=True,
         web_port=settings.web_port,
+        web_bind=settings.web_host,
         web_host=settings.web_host,
         consumer_auto_offset_reset="earliest",
         broker_commit_every=1000,

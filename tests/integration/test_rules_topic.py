@@ -197,3 +197,23 @@ def test_cli_rules_apply_refuses_an_invalid_file_and_publishes_nothing(
     assert done.returncode == 2
     assert "rules[0] (id=pricing).trigger.dwell_seconds" in done.stderr
     assert _messages(kafka_settings, topic) == []
+
+
+def test_cli_rules_apply_if_empty_publishes_only_to_an_empty_topic(
+    kafka_settings: Settings, new_topic: Callable[..., str], tmp_path: Path
+) -> None:
+    # What `beckon up` and docker-compose's rules job do with the sample: a first start
+    # gets it, a restart leaves the rules published since then alone.
+    topic = _rules_topic(new_topic)
+    first, second = tmp_path / "three.yaml", tmp_path / "two.yaml"
+    first.write_text(THREE)
+    second.write_text(WITHOUT_EXIT)
+
+    done = _beckon(kafka_settings, topic, "rules", "apply", "--if-empty", str(first))
+    assert done.returncode == 0, done.stderr
+    assert "published: exit, pricing, products" in done.stdout
+
+    done = _beckon(kafka_settings, topic, "rules", "apply", "--if-empty", str(second))
+    assert done.returncode == 0, done.stderr
+    assert f"{topic} holds 3 rules: left as they are" in done.stdout
+    assert read_rules(kafka_settings, topic).ruleset.version == load_rules(THREE).version
