@@ -45,7 +45,7 @@ class DwellAggregator:
         self.records = app.topic(settings.topic_dwell, **raw)
         self.table = app.Table(
             "dwell", partitions=settings.partitions, use_partitioner=True,
-            key_type=bytes, value_type=bytes,
+            key_type=bytes, value_type=bytes, options=settings.rocksdb_options(),
         )  # fmt: skip
         self.sink = Sink(app, transactional=settings.processing_guarantee == "exactly_once")
         self.lock = asyncio.Lock()

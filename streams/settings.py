@@ -87,6 +87,12 @@ class Settings(BaseSettings):
     batch_max: int = Field(500, ge=1, description="events handled per batch at most")
     batch_within_s: float = Field(0.05, gt=0, description="longest wait to fill a batch")
     max_event_bytes: int = Field(65536, ge=256, description="larger messages go to the DLQ")
+    table_write_buffer_mb: int = Field(
+        8, ge=1, le=1024, description="RocksDB memtable size of each table partition"
+    )
+    table_block_cache_mb: int = Field(
+        16, ge=1, le=8192, description="RocksDB block cache of each table partition"
+    )
     dwell_window_s: int = Field(60, ge=1, le=86_400, description="dwell aggregate window length")
     dwell_flush_s: float = Field(
         1.0, gt=0, le=60, description="publish the page activity gathered this often"
@@ -197,6 +203,18 @@ class Settings(BaseSettings):
     def kafka_python_config(self) -> dict[str, Any]:
         """Keyword arguments for kafka-python clients (producer, consumer, admin)."""
         return {"bootstrap_servers": self.bootstrap.split(","), **self._security()}
+
+    def rocksdb_options(self) -> dict[str, int]:
+        """Options of each table partition's RocksDB: Faust's defaults (64 MB memtables,
+        up to 3 of them, and a 2 GB block cache, per partition) grow a worker by
+        gigabytes; these bound a table partition to about 2 memtables and its cache."""
+        mb = 1024 * 1024
+        return {
+            "write_buffer_size": self.table_write_buffer_mb * mb,
+            "max_write_buffer_number": 2,
+            "block_cache_size": self.table_block_cache_mb * mb,
+            "block_cache_compressed_size": self.table_block_cache_mb * mb // 4,
+        }
 
     def aiokafka_config(self) -> dict[str, Any]:
         """Keyword arguments for aiokafka clients (what faust-streaming runs on)."""

@@ -109,7 +109,7 @@ class Pipeline:
         # Values stay bytes (the app's serializers are raw): orjson reads the journeys.
         self.journeys = app.Table(
             "journeys", partitions=settings.partitions, use_partitioner=True,
-            key_type=bytes, value_type=bytes,
+            key_type=bytes, value_type=bytes, options=settings.rocksdb_options(),
         )  # fmt: skip
         self.sink = Sink(app, transactional=settings.processing_guarantee == "exactly_once")
         app.agent(self.clickstream, name="beckon-process")(self.process)

@@ -72,3 +72,13 @@ def test_aiokafka_gets_an_ssl_context_for_tls() -> None:
 def test_broker_and_controller_ports_must_differ() -> None:
     with pytest.raises(ConfigError, match="must differ"):
         load_settings(broker_port=9092, controller_port=9092)
+
+
+def test_table_partitions_get_bounded_rocksdb_memory() -> None:
+    options = Settings(table_write_buffer_mb=4, table_block_cache_mb=32).rocksdb_options()
+    assert options == {
+        "write_buffer_size": 4 * 1024 * 1024,
+        "max_write_buffer_number": 2,
+        "block_cache_size": 32 * 1024 * 1024,
+        "block_cache_compressed_size": 8 * 1024 * 1024,
+    }
