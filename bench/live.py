@@ -1,0 +1,552 @@
+"""How fast the live worker is: ``python -m bench.live [--events N] [--visitors V] ...``.
+
+Targets (issue 4): at least 10,000 events/s per worker process; p99 trigger latency under
+1 s at 2,000 events/s. Uses the broker at ``--bootstrap`` / ``BECKON_BOOTSTRAP``, else a
+private one (``streams.broker``, free ports, a temporary folder). Workers are real
+``beckon worker --rules`` processes with the 20 rules of ``bench.rules``; each run has
+its own topics, each worker group its own app id, data dirs and output topics.
+
+1. Preload ``--events`` seeded ``bench.clickstream`` events into a clickstream topic.
+2. Raw ceiling: a plain aiokafka consumer (Faust's client; kafka-python is several times
+   slower, its CRC check being pure Python) reads it and ``orjson``-decodes each value.
+   Faust ceiling: ``bench.faust_floor``, a Faust app built as the worker's with one agent
+   that reads the topic with ``take_events`` and only counts, measured as in 3.
+3. One worker, fresh group: events/s from the first move of the group's committed offsets
+   to the poll at which they reach the topic's end offsets. Polls are 0.2 s apart and
+   Faust commits every 1,000 events or 1 s, so the start is seen ~0.3 s late and the end
+   up to ~1.2 s late (the last events commit on the 1 s tick): about ±2% on 300,000
+   events at 5,000/s. The rate from 10% to 90% of the input, free of both ends, is shown.
+   Start-up apart: spawn to Faust's "Ready" and to the first commit. Memory: VmRSS at the
+   end minus a baseline (a worker with the same rules, 3 s after "Ready" on empty topics)
+   per 100,000 visitors; and VmRSS growth from 25% to 100% of the input per 100,000
+   visitors first seen there (no start-up costs). The data dir's size on disk.
+4. Two workers, one fresh group, the same topic: combined events/s, measured alike.
+5. Paced latency, with the default grace and with ``--grace``: an idle worker on fresh
+   topics, then ``--rate`` events/s for ``--paced-seconds``, each ``ts`` rewritten to the
+   wall clock as sent. The traffic is generated dense enough to run at about ``--rate``
+   on its own (~24M visitors over the generator's day at 10 events each); its first 10
+   minutes (the site filling up) are skipped, and the next ``rate × seconds`` events keep
+   each visitor's relative spacing, scaled by the factor shown (near 1) to fit the run.
+   Visitors mid-page at the cut lack their page view, as for a worker joining a live
+   site. Latency = the invitation record's Kafka timestamp (CreateTime, set by the
+   worker's producer) minus its ``triggered_at``. Timer instants fire once the clock
+   passes t + grace, hence the latency beyond the grace; a visitor's next event may fire
+   an instant sooner.
+
+The machine is shared (2 cores, the broker and this script beside the workers): the load
+average is printed with the figures. Run it twice before trusting a difference.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import math
+import os
+import re
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from collections import Counter
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from bench.clickstream import RULES_YAML, generate
+from schemas.instants import parse_instant
+from streams import broker
+from streams.publisher import Publisher
+from streams.settings import Settings, load_settings
+from streams.topics import TopicSpec, contract_topics, ensure_topics
+
+TARGET_EPS, TARGET_P99_MS, POLL_S = 10_000, 1_000, 0.2
+WARMUP_MS = 10 * 60_000  # event time skipped before the paced window: the site fills up
+# Events a visitor adds to a day of bench.clickstream traffic, per unit of the generator's
+# events/visitors ratio (measured: 1,400 events/s 10-30 minutes in, 17M visitors, ratio 10).
+DAILY_SHARE = 0.71
+TOPIC_FIELDS = [name for name in Settings.model_fields if name.startswith("topic_")]
+Timed = tuple[int, bytes, bytes]  # (ts or ms from the start, key, value)
+
+
+# --- pure helpers -----------------------------------------------------------------------
+
+
+def percentile(values: Sequence[float], q: float) -> float:
+    """The nearest-rank q-th percentile (0 < q <= 100); NaN for no values."""
+    if not values:
+        return float("nan")
+    return sorted(values)[max(1, math.ceil(len(values) * q / 100)) - 1]
+
+
+def rate_between(samples: Sequence[tuple[float, int]], lo: float, hi: float) -> float | None:
+    """Events/s from (seconds, events done) samples: from the first at ``lo`` or more
+    events to the first at ``hi`` or more; None unless both exist, in that order."""
+    a = next(((t, n) for t, n in samples if n >= lo), None)
+    b = next(((t, n) for t, n in samples if n >= hi), None)
+    if a is None or b is None or b[0] <= a[0]:
+        return None
+    return (b[1] - a[1]) / (b[0] - a[0])
+
+
+def retimed(raw: bytes, ts_ms: int) -> bytes:
+    """An event's JSON with its ``ts`` replaced by ``ts_ms``."""
+    event = orjson.loads(raw)
+    event["ts"] = ts_ms
+    return orjson.dumps(event)
+
+
+def paced_schedule(timed: Sequence[Timed], seconds: float) -> tuple[list[Timed], float]:
+    """(ms from the start, key, value) playing the events over ``seconds`` with their
+    relative spacing, and the speed-up (event time per wall time) that takes."""
+    if not timed:
+        return [], 1.0
+    first, last = timed[0][0], timed[-1][0]
+    speedup = (last - first) / (seconds * 1000) if last > first else 1.0
+    return [(round((ts - first) / speedup), key, value) for ts, key, value in timed], speedup
+
+
+# --- broker, topics, workers -----------------------------------------------------------
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("localhost", 0))
+        return int(sock.getsockname()[1])
+
+
+@contextlib.contextmanager
+def kafka(bootstrap: str | None, folder: Path) -> Iterator[tuple[Settings, str]]:
+    """Settings for the given broker, or for a private one started (and stopped) here."""
+    if bootstrap or os.environ.get("BECKON_BOOTSTRAP"):
+        settings = load_settings(bootstrap=bootstrap)
+        yield settings, f"given, {settings.bootstrap}"
+        return
+    port, cport = free_port(), free_port()
+    settings = load_settings(bootstrap=f"localhost:{port}", broker_port=port,
+                             controller_port=cport, broker_dir=folder / "broker")  # fmt: skip
+    broker.start(settings)
+    try:
+        yield settings, f"private, {settings.bootstrap}"
+    finally:
+        broker.stop(settings)
+
+
+def group_settings(base: Settings, prefix: str, folder: Path, **update: Any) -> Settings:
+    """Every topic named under ``prefix`` (but those in ``update``) and created; an app id
+    and a data dir of its own."""
+    app_id = f"bench-{prefix}".replace(".", "-")
+    topics = {f: f"{prefix}.{f.removeprefix('topic_')}" for f in TOPIC_FIELDS}
+    settings = base.model_copy(
+        update={**topics, "app_id": app_id, "data_dir": folder / app_id, **update}
+    )
+    specs = contract_topics(settings)
+    known = {spec.name for spec in specs}
+    specs += [TopicSpec(getattr(settings, f), settings.partitions) for f in TOPIC_FIELDS
+              if getattr(settings, f) not in known]  # fmt: skip
+    ensure_topics(settings, specs)
+    return settings
+
+
+class Worker:
+    """Worker ``i`` of a group (a ``beckon worker --rules`` process, with its own data dir
+    and web port), its log, and what /proc says of it."""
+
+    def __init__(
+        self, settings: Settings, rules: Path, folder: Path, i: int = 0, *, floor: bool = False
+    ) -> None:
+        settings = settings.model_copy(
+            update={"data_dir": settings.data_path / str(i), "web_port": free_port()}
+        )
+        settings.data_path.mkdir(parents=True)  # Faust wants it there
+        flags: list[str] = []
+        for name in ("bootstrap", "app_id", "data_dir", "web_port", "grace_s", *TOPIC_FIELDS):
+            flags += ["--" + name.replace("_", "-"), str(getattr(settings, name))]
+        argv = [str(Path(sys.executable).with_name("beckon")), "worker", "--rules", str(rules),
+                *flags]  # fmt: skip
+        if floor:  # Faust alone: an agent that only counts (bench.faust_floor)
+            argv = [sys.executable, "-m", "bench.faust_floor", *flags[:8],
+                    "--topic", settings.topic_clickstream]  # fmt: skip
+        self.log = folder / f"{settings.app_id}-{i}.log"
+        self.started, self.ready_s = time.monotonic(), math.nan
+        with self.log.open("wb") as out:
+            self.proc = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT)
+
+    def ready(self) -> bool:
+        """Has Faust logged "Ready" (noting when it first did)? Raises if the worker died."""
+        if self.proc.poll() is not None:
+            raise RuntimeError(f"worker exited with {self.proc.returncode}:\n{self.tail()}")
+        if math.isnan(self.ready_s) and "Worker]: Ready" in self.tail(None):
+            self.ready_s = time.monotonic() - self.started
+        return not math.isnan(self.ready_s)
+
+    def wait_idle(self, timeout_s: float = 120) -> None:
+        """Until it is Ready, and 3 s more: joined, recovered, idle."""
+        deadline = time.monotonic() + timeout_s
+        while not self.ready():
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"worker not Ready in {timeout_s:g} s:\n{self.tail()}")
+            time.sleep(POLL_S)
+        time.sleep(3)
+
+    def mb(self, field: str) -> float:
+        """VmRSS, VmHWM, ... in MB."""
+        for line in Path(f"/proc/{self.proc.pid}/status").read_text().splitlines():
+            if line.startswith(field + ":"):
+                return int(line.split()[1]) / 1024
+        return math.nan
+
+    def cpu_s(self) -> float:
+        fields = Path(f"/proc/{self.proc.pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+    def stop(self) -> None:
+        """SIGTERM (Faust stops cleanly), SIGKILL after 30 s."""
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+
+    def tail(self, lines: int | None = 15) -> str:
+        text = self.log.read_text(errors="replace")
+        return text if lines is None else "\n".join(text.splitlines()[-lines:])
+
+    def problems(self) -> Counter[str]:
+        """Warnings and errors in the log, numbers blanked so that alike ones count as one."""
+        return Counter(
+            re.sub(r"\d+(\.\d+)?", "N", line.split("] ", 3)[-1].strip())
+            for line in self.tail(None).splitlines()
+            if "[WARNING]" in line or "[ERROR]" in line or line.startswith("Traceback")
+        )
+
+
+def committed(admin: Any, group: str, topic: str) -> int:
+    """Offsets the group committed on the topic, summed; 0 while its coordinator loads."""
+    from kafka.errors import CoordinatorLoadInProgressError, CoordinatorNotAvailableError
+
+    try:
+        offsets = admin.list_group_offsets({group: None}).get(group, {})
+    except (CoordinatorNotAvailableError, CoordinatorLoadInProgressError):
+        return 0  # a fresh broker creates __consumer_offsets on the first group's request
+    return sum(max(0, meta.offset) for tp, meta in offsets.items() if tp.topic == topic)
+
+
+def read_topic(settings: Settings, topic: str) -> list[Any]:
+    """Every record of a topic up to its end offsets now."""
+    from kafka import KafkaConsumer, TopicPartition
+
+    consumer = KafkaConsumer(**settings.kafka_python_config(), enable_auto_commit=False)
+    try:
+        ends = consumer.end_offsets([TopicPartition(topic, p) for p in range(settings.partitions)])
+        consumer.assign(list(ends))
+        consumer.seek_to_beginning()
+        records: list[Any] = []
+        while any(consumer.position(tp) < end for tp, end in ends.items()):
+            records += [r for batch in consumer.poll(500).values() for r in batch]
+        return records
+    finally:
+        consumer.close()
+
+
+def outputs(settings: Settings) -> str:
+    """Invitations and dead letters written: "N / M"."""
+    return " / ".join(str(len(read_topic(settings, t)))
+                      for t in (settings.topic_invitations, settings.topic_dlq))  # fmt: skip
+
+
+# --- the phases -------------------------------------------------------------------------
+
+
+def preload(settings: Settings, n: int, visitors: int, seed: int) -> tuple[int, list[int]]:
+    """Publish the generated events; distinct visitors in the first k% of them, k=0..100."""
+    seen: set[bytes] = set()
+    curve = [0]
+    with Publisher(settings, validate=False, linger_ms=20, batch_size=1 << 20) as pub:
+        for i, raw in enumerate(generate(n, visitors, seed), 1):
+            key = orjson.loads(raw)["visitor_id"].encode()
+            seen.add(key)
+            pub.publish_raw(key, raw)
+            while i * 100 // n >= len(curve):
+                curve.append(len(seen))
+    return n, curve
+
+
+def raw_ceiling(settings: Settings, total: int) -> float:
+    """Events/s of a plain aiokafka consumer that reads and decodes the whole topic."""
+    from aiokafka import AIOKafkaConsumer, TopicPartition
+
+    async def read() -> float:
+        consumer = AIOKafkaConsumer(**settings.aiokafka_config(), enable_auto_commit=False)
+        await consumer.start()
+        try:
+            consumer.assign([TopicPartition(settings.topic_clickstream, p)
+                             for p in range(settings.partitions)])  # fmt: skip
+            await consumer.seek_to_beginning()
+            n, loads, started = 0, orjson.loads, time.perf_counter()
+            while n < total:
+                for batch in (await consumer.getmany(timeout_ms=500, max_records=10_000)).values():
+                    for record in batch:
+                        loads(record.value)
+                    n += len(batch)
+            return n / (time.perf_counter() - started)
+        finally:
+            await consumer.stop()
+
+    return asyncio.run(read())
+
+
+def consume(settings: Settings, rules: Path, folder: Path, n: int, curve: list[int],
+            total: int, *, floor: bool = False) -> dict[str, Any]:  # fmt: skip
+    """``n`` workers of one fresh group over the preloaded topic, until they consumed it
+    (with ``floor``, Faust agents that only count)."""
+    from kafka import KafkaAdminClient
+
+    admin = KafkaAdminClient(**settings.kafka_python_config())
+    workers = [Worker(settings, rules, folder, i, floor=floor) for i in range(n)]
+    samples: list[tuple[float, int, float, float]] = []  # (s, committed, VmRSS MB, CPU s)
+    try:
+        deadline = time.monotonic() + 60 + total / 500
+        while not samples or samples[-1][1] < total:
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"not done in time: {samples[-1:]}\n{workers[0].tail()}")
+            for w in workers:
+                w.ready()
+            samples.append((time.monotonic() - workers[0].started,
+                            committed(admin, settings.app_id, settings.topic_clickstream),
+                            sum(w.mb("VmRSS") for w in workers),
+                            sum(w.cpu_s() for w in workers)))  # fmt: skip
+            time.sleep(POLL_S)
+        progress = [(round(t, 2), c) for t, c, _, _ in samples]
+        first = next(s for s in samples if s[1] > 0)
+        quarter, done = next(s for s in samples if s[1] >= total / 4), samples[-1]
+        later = curve[-1] - curve[min(100, quarter[1] * 100 // total)]  # new after 25%
+        result: dict[str, Any] = {
+            "events_per_s": rate_between(progress, 1, total),
+            "middle_per_s": rate_between(progress, total / 10, total * 9 / 10),
+            "ready_s": max(w.ready_s for w in workers),
+            "first_commit_s": first[0],
+            "done_s": done[0],
+            "cpu_share": (done[3] - first[3]) / (done[0] - first[0]),
+            "rss_mb": [round(w.mb("VmRSS")) for w in workers],
+            "hwm_mb": [round(w.mb("VmHWM")) for w in workers],
+            "growth_mb_per_100k": (done[2] - quarter[2]) / max(1, later) * 100_000,
+            "progress": progress,
+        }
+    finally:
+        for w in workers:
+            w.stop()
+        admin.close()
+    files = [f for f in settings.data_path.rglob("*") if f.is_file()]
+    result["data_dir_mb"] = sum(f.stat().st_size for f in files) / 1e6
+    result["outputs"] = "-" if floor else outputs(settings)
+    result["problems"] = sum((w.problems() for w in workers), Counter())
+    return result
+
+
+def paced_input(rate: float, seconds: float, ratio: int, seed: int) -> list[Timed]:
+    """``rate × seconds`` events of traffic that runs at about ``rate``/s on its own."""
+    visitors = round(rate * 86_400 / (DAILY_SHARE * ratio))
+    wanted, start = round(rate * seconds), None
+    out: list[Timed] = []
+    for raw in generate(visitors * ratio, visitors, seed):
+        event = orjson.loads(raw)
+        start = event["ts"] + WARMUP_MS if start is None else start
+        if event["ts"] >= start:
+            out.append((event["ts"], event["visitor_id"].encode(), raw))
+            if len(out) >= wanted:
+                break
+    return out
+
+
+def paced(settings: Settings, rules: Path, folder: Path, schedule: list[Timed]) -> dict[str, Any]:
+    """One idle worker, then the schedule played live; latencies from its invitations."""
+    from kafka import KafkaAdminClient
+
+    worker = Worker(settings, rules, folder)
+    try:
+        worker.wait_idle()
+        late = 0.0  # how far the sender fell behind its schedule, ms
+        with Publisher(settings, validate=False, linger_ms=2) as pub:
+            started, wall_ms, cpu = time.monotonic(), time.time() * 1000, worker.cpu_s()
+            for offset, key, raw in schedule:
+                ahead = offset - (time.monotonic() - started) * 1000
+                if ahead > 2:
+                    time.sleep(ahead / 1000)
+                late = max(late, -ahead)
+                pub.publish_raw(key, retimed(raw, int(time.time() * 1000)))
+            sent_s, cpu = time.monotonic() - started, worker.cpu_s() - cpu
+        admin = KafkaAdminClient(**settings.kafka_python_config())
+        backlog = len(schedule) - committed(admin, settings.app_id, settings.topic_clickstream)
+        admin.close()
+        # Instants lie at most the presence timeout after a visitor's latest event.
+        time.sleep(settings.presence_timeout_s + settings.grace_s + 3)
+        worker.ready()
+        records = read_topic(settings, settings.topic_invitations)
+    finally:
+        worker.stop()
+    triggered = [parse_instant(orjson.loads(r.value)["triggered_at"]) for r in records]
+    latency = [r.timestamp - t for r, t in zip(records, triggered, strict=True)]
+    second_half = [
+        x for x, t in zip(latency, triggered, strict=True) if t >= wall_ms + sent_s * 500
+    ]
+    grace_ms = settings.grace_s * 1000
+    return {
+        "grace_s": settings.grace_s, "sent": len(schedule), "rate": len(schedule) / sent_s,
+        "sender_late_ms": late, "backlog": backlog, "cpu_share": cpu / sent_s,
+        "outputs": outputs(settings),
+        **{f"p{q}_ms": percentile(latency, q) for q in (50, 90, 99)},
+        "min_ms": min(latency, default=math.nan), "max_ms": max(latency, default=math.nan),
+        "p99_second_half_ms": percentile(second_half, 99),
+        **{f"beyond_p{q}_ms": percentile([x - grace_ms for x in latency], q) for q in (50, 90, 99)},
+        "before_grace": sum(x < grace_ms for x in latency),
+        "negative": sum(x < 0 for x in latency),
+        "problems": worker.problems(),
+    }  # fmt: skip
+
+
+# --- the report -------------------------------------------------------------------------
+
+
+def report(r: dict[str, Any]) -> str:
+    """The figures as a table: what, value, and the target or a note."""
+    one, ms = r["one"], "{:,.0f} / {:,.0f} / {:,.0f} ms".format
+    floor_eps = r["faust"]["events_per_s"] if "faust" in r else math.nan
+    floor_cpu = r["faust"]["cpu_share"] if "faust" in r else math.nan
+    rows = [
+        ("input", f"{r['events']:,} events, {r['visitors']:,} visitors", "20 rules"),
+        ("load average (1 min), start / end", "{:.1f} / {:.1f}".format(*r["load"]), "2 cores"),
+        ("raw ceiling: aiokafka + orjson.loads", f"{r.get('raw', math.nan):,.0f} events/s", ""),
+        ("Faust ceiling: an agent that only counts", f"{floor_eps:,.0f} events/s",
+         f"CPU {floor_cpu:.0%} of a core"),
+        ("one worker: events/s", f"{one['events_per_s']:,.0f}",
+         ("meets" if one["events_per_s"] >= TARGET_EPS else "short of") + f" {TARGET_EPS:,}"),
+        ("  events/s from 10% to 90% of the input", f"{one['middle_per_s']:,.0f}", ""),
+        ("  spawn to Ready / first commit / all done",
+         f"{one['ready_s']:.1f} / {one['first_commit_s']:.1f} / {one['done_s']:.1f} s", ""),
+        ("  worker CPU while consuming", f"{one['cpu_share']:.0%} of a core", ""),
+        ("  VmRSS / VmHWM at the end", f"{one['rss_mb'][0]} / {one['hwm_mb'][0]} MB", ""),
+        ("  memory per 100k visitors",
+         f"{(one['rss_mb'][0] - r['baseline_mb']) / r['visitors'] * 100_000:,.0f} MB",
+         f"(end - idle {r['baseline_mb']:.0f} MB) / visitors"),
+        ("  VmRSS growth per 100k new visitors", f"{one['growth_mb_per_100k']:,.0f} MB",
+         "from 25% to 100% of the input"),
+        ("  data dir on disk", f"{one['data_dir_mb']:,.1f} MB", ""),
+        ("  invitations / dead letters", one["outputs"], ""),
+    ]  # fmt: skip
+    if two := r.get("two"):
+        rows += [
+            ("two workers, one group: events/s", f"{two['events_per_s']:,.0f}",
+             f"{two['events_per_s'] / one['events_per_s']:.2f}x one"),
+            ("  events/s from 10% to 90% of the input", f"{two['middle_per_s']:,.0f}", ""),
+            ("  CPU while consuming (both)", f"{two['cpu_share']:.0%} of a core", ""),
+            ("  VmRSS at the end", " / ".join(f"{m} MB" for m in two["rss_mb"]), ""),
+            ("  invitations / dead letters", two["outputs"], ""),
+        ]  # fmt: skip
+    for p in r.get("paced", []):
+        verdict = "meets" if p["p99_ms"] < TARGET_P99_MS else "misses"
+        rows += [
+            (f"paced, grace {p['grace_s']:g} s: sent", f"{p['sent']:,} at {p['rate']:,.0f}/s",
+             f"spacing x{1 / r['speedup']:.2f}, sender late <= {p['sender_late_ms']:.0f} ms"),
+            ("  not yet committed when sending ended", f"{p['backlog']:,} events",
+             f"worker CPU {p['cpu_share']:.0%} of a core while sent"),
+            ("  invitations / dead letters", p["outputs"], ""),
+            ("  latency p50 / p90 / p99", ms(p["p50_ms"], p["p90_ms"], p["p99_ms"]),
+             f"p99 {verdict} < {TARGET_P99_MS:,} ms"),
+            ("  latency min / max", f"{p['min_ms']:,.0f} / {p['max_ms']:,.0f} ms",
+             f"{p['negative']} negative"),
+            ("  latency p99, second half of the run", f"{p['p99_second_half_ms']:,.0f} ms", ""),
+            ("  beyond grace p50 / p90 / p99",
+             ms(p["beyond_p50_ms"], p["beyond_p90_ms"], p["beyond_p99_ms"]),
+             f"{p['before_grace']} fired before t + grace"),
+        ]  # fmt: skip
+    wide = [max(len(row[i]) for row in rows) for i in (0, 1)]
+    return "\n".join(f"{a:<{wide[0]}}  {b:>{wide[1]}}  {c}".rstrip() for a, b, c in rows)
+
+
+def main(argv: list[str] | None = None) -> int:
+    raw_doc = argparse.RawDescriptionHelpFormatter
+    parser = argparse.ArgumentParser(
+        "python -m bench.live", description=__doc__, formatter_class=raw_doc
+    )
+    add = parser.add_argument
+    add("--events", type=int, default=300_000, help="events preloaded [300000]")
+    add("--visitors", type=int, default=30_000, help="visitors among them [30000]")
+    add("--seed", type=int, default=7, help="clickstream seed [7]")
+    add("--rate", type=float, default=2_000, help="paced events/s [2000]")
+    add("--paced-seconds", type=float, default=60, help="paced run length [60]")
+    add("--grace", type=float, default=0.25, help="grace of the second paced run [0.25]")
+    add("--bootstrap", help="a running broker [BECKON_BOOTSTRAP, else a private one]")
+    phases = ["raw", "faust", "two", "paced"]
+    add("--skip", action="append", default=[], choices=phases, help="leave out a phase")
+    add("--json", help="also write the figures to this file")
+    add("--keep", help="keep the worker logs and data in this folder [a temporary one]")
+    args = parser.parse_args(argv)
+
+    def say(text: str) -> None:
+        print(f"[{time.strftime('%H:%M:%S')}] {text}", file=sys.stderr, flush=True)
+
+    r: dict[str, Any] = {"load": [os.getloadavg()[0]]}
+    with contextlib.ExitStack() as stack:
+        if args.keep:
+            (folder := Path(args.keep)).mkdir(parents=True, exist_ok=True)
+        else:
+            folder = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="beckon-live-")))
+        base, r["broker"] = stack.enter_context(kafka(args.bootstrap, folder))
+        run, rules = f"live{uuid.uuid4().hex[:8]}", folder / "rules.yaml"
+        rules.write_text(RULES_YAML, encoding="utf-8")
+        say(f"broker {r['broker']}; run {run}; logs in {folder}")
+        source = group_settings(base, f"{run}.input", folder)
+        say(f"preloading {args.events:,} events into {source.topic_clickstream}")
+        total, curve = preload(source, args.events, args.visitors, args.seed)
+        r.update(events=total, visitors=curve[-1])
+        shared = {"topic_clickstream": source.topic_clickstream}
+        if "raw" not in args.skip:
+            say("raw ceiling")
+            r["raw"] = raw_ceiling(source, total)
+        if "faust" not in args.skip:
+            say("Faust ceiling: an agent that only counts")
+            settings = group_settings(base, f"{run}.faust", folder, **shared)
+            r["faust"] = consume(settings, rules, folder, 1, curve, total, floor=True)
+        say("idle baseline")
+        idle = Worker(group_settings(base, f"{run}.idle", folder), rules, folder)
+        try:
+            idle.wait_idle()
+            r["baseline_mb"] = idle.mb("VmRSS")
+        finally:
+            idle.stop()
+        for phase, n in [("one", 1), ("two", 2)]:
+            if phase not in args.skip:
+                say(f"{phase} worker(s) over the preloaded topic")
+                settings = group_settings(base, f"{run}.{phase}", folder, **shared)
+                r[phase] = consume(settings, rules, folder, n, curve, total)
+        if "paced" not in args.skip:
+            say(f"generating {args.rate * args.paced_seconds:,.0f} events to pace")
+            ratio = max(1, args.events // max(1, args.visitors))
+            timed = paced_input(args.rate, args.paced_seconds, ratio, args.seed)
+            schedule, r["speedup"] = paced_schedule(timed, args.paced_seconds)
+            r["paced"] = []
+            for grace in dict.fromkeys([base.grace_s, args.grace]):
+                say(f"paced at {args.rate:,.0f} events/s, grace {grace:g} s")
+                name = f"{run}.paced{round(grace * 1000)}ms"
+                settings = group_settings(base, name, folder, grace_s=grace)
+                r["paced"].append(paced(settings, rules, folder, schedule))
+    r["load"].append(os.getloadavg()[0])
+    print(report(r))
+    for phase in [r.get("faust"), r["one"], r.get("two"), *r.get("paced", [])]:
+        for line, count in (phase or {}).get("problems", Counter()).most_common(8):
+            print(f"worker log: {count} x {line[:150]}")
+    if args.json:
+        Path(args.json).write_bytes(orjson.dumps(r, option=orjson.OPT_INDENT_2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
