@@ -162,8 +162,12 @@ def test_dashboard_shows_the_backtests_funnel_the_dlq_dwell_responses_and_lag(
                     pub.publish_raw(orjson.loads(line)["visitor_id"].encode(), line)
             done = _wait_for(
                 dashboard,
+                # Rates come from end offsets sampled every 2 s: wait for a sample after
+                # the last write too.
                 lambda s: (
                     _shown_funnel(s) == expected
+                    and s["rates"]["invitations"]["total"] == len(result.invitations)
+                    and s["rates"]["events"]["total"] == len(lines) + len(poison)
                     and s["lag"]["total"] == 0
                     and len(s["lag"]["partitions"]) >= settings.partitions
                     and _pages(s) == expected_pages
