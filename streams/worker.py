@@ -354,6 +354,10 @@ def run_worker(
     """Run one worker until it is stopped (SIGTERM or Ctrl-C)."""
     from faust.worker import Worker
 
+    from streams.profile import device_of
+
+    # device-detector loads its rules on first use (~1.3 s): here, not in the first batch.
+    device_of("Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko)")
     app, _ = build(settings, rules)
     worker = Worker(app, loglevel=loglevel, quiet=True, redirect_stdouts=False)
     return worker.execute_from_commandline()
