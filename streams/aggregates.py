@@ -1,16 +1,19 @@
 """The dwell aggregator: merges every worker's partials into one record per page and window.
 
-Workers fold each batch's page activity (``streams.dwell``) into partials and publish them
-to ``beckon.dwell.updates``, keyed by ``[site_id, page, window start]``. This agent reads
-that topic (so each page and window is owned by one worker, whatever visitors it came
-from), adds each partial to the changelogged table ``dwell`` and publishes the merged
-record to the compacted ``beckon.dwell``, where the dashboard reads the latest record of
-every page and window. Windows older than ``dwell_retention_s`` behind the newest window
-seen are deleted from the table, with a tombstone on ``beckon.dwell``.
+Workers fold their page activity (``streams.dwell``) into partials and publish them
+every ``dwell_flush_s`` to ``beckon.dwell.updates``, keyed by ``[site_id, page, window
+start]``. This agent reads that topic (so each page and window is owned by one worker,
+whatever visitors it came from), adds each partial to the changelogged table ``dwell``
+and publishes the merged record to the compacted ``beckon.dwell``, where the dashboard
+reads the latest record of every page and window. Windows older than
+``dwell_retention_s`` behind the newest window seen are deleted from the table, with a
+tombstone on ``beckon.dwell``.
 
-Guarantee: at least once, as the worker's. The merged record is sent and acknowledged
-before the table is written, so a crash before the write sends the same record again;
-a crash after it, before Faust commits the input offsets, counts those partials twice.
+Guarantee: at least once for the partials this agent reads. The merged record is sent
+and acknowledged before the table is written, so a crash before the write sends the same
+record again; a crash after it, before Faust commits the input offsets, counts those
+partials twice. A worker killed before its next flush loses what it had gathered
+(docs/worker.md).
 """
 
 from __future__ import annotations
