@@ -164,13 +164,16 @@ class Worker:
             update={"data_dir": settings.data_path / str(i), "web_port": free_port()}
         )
         settings.data_path.mkdir(parents=True)  # Faust wants it there
-        flags: list[str] = []
-        for name in ("bootstrap", "app_id", "data_dir", "web_port", "grace_s", *TOPIC_FIELDS):
-            flags += ["--" + name.replace("_", "-"), str(getattr(settings, name))]
+
+        def flags(*names: str) -> list[str]:
+            pairs = (("--" + n.replace("_", "-"), str(getattr(settings, n))) for n in names)
+            return [f for pair in pairs for f in pair]
+
+        process = ("bootstrap", "app_id", "data_dir", "web_port")
         argv = [str(Path(sys.executable).with_name("beckon")), "worker", "--rules", str(rules),
-                *flags]  # fmt: skip
+                *flags(*process, "grace_s", *TOPIC_FIELDS)]  # fmt: skip
         if floor:  # Faust alone: an agent that only counts (bench.faust_floor)
-            argv = [sys.executable, "-m", "bench.faust_floor", *flags[:8],
+            argv = [sys.executable, "-m", "bench.faust_floor", *flags(*process),
                     "--topic", settings.topic_clickstream]  # fmt: skip
         self.log = folder / f"{settings.app_id}-{i}.log"
         self.started, self.ready_s = time.monotonic(), math.nan
