@@ -2,14 +2,16 @@
 
 Workers fold their page activity (``streams.dwell``) into partials and publish them
 every ``dwell_flush_s`` to ``beckon.dwell.updates``, keyed by ``[site_id, page, window
-start]``. This agent reads that topic (so each page and window is owned by one worker,
-whatever visitors it came from), adds each partial to the changelogged table ``dwell``
-and publishes the merged record to the compacted ``beckon.dwell``, where the dashboard
-reads the latest record of every page and window. Windows older than
+start]``. The aggregator reads that topic (through the worker's intake,
+``streams.intake``, or a Faust agent under ``exactly_once``; so each page and window is
+owned by one worker, whatever visitors it came from), adds each partial to the
+changelogged table ``dwell`` and publishes the merged record to the compacted
+``beckon.dwell``, where the dashboard reads the latest record of every page and
+window. Windows older than
 ``dwell_retention_s`` behind the newest window seen are deleted from the table, with a
 tombstone on ``beckon.dwell``.
 
-Guarantee: at least once for the partials this agent reads. The merged record is sent
+Guarantee: at least once for the partials the aggregator reads. The merged record is sent
 and acknowledged before the table is written, so a crash before the write sends the same
 record again; a crash after it, before Faust commits the input offsets, counts those
 partials twice. A worker killed before its next flush loses what it had gathered
@@ -28,15 +30,16 @@ import faust
 import orjson
 
 from streams.dwell import Key, PageWindow, decode_key
+from streams.intake import Record
 from streams.settings import Settings
 from streams.sink import Sink
-from streams.tables import partition_of
+from streams.tables import page_partition, partition_db
 
 log = logging.getLogger(__name__)
 
 
 class DwellAggregator:
-    """The agent and table that merge dwell partials, in one worker process."""
+    """The table that merges dwell partials, in one worker process."""
 
     def __init__(self, app: faust.App, settings: Settings) -> None:
         self.settings = settings
@@ -54,30 +57,36 @@ class DwellAggregator:
         self.lock = asyncio.Lock()
         self.windows: list[tuple[int, bytes]] = []  # heap of (window start, key) held here
         self.newest = -1  # the newest window seen, for retention
-        app.agent(self.updates, name="beckon-dwell")(self.process)
         self.table.on_recover(self.rebuild_index)
 
+    async def take(self, batch: Sequence[Record]) -> None:
+        """A batch from the intake (``streams.intake``): a fetch's dwell updates."""
+        async with self.lock:
+            await self.handle(batch)
+
     async def process(self, stream: faust.StreamT[bytes]) -> None:
+        """The agent that reads the dwell updates under ``exactly_once``."""
         batches = cast(faust.Stream[bytes], stream).take_events
         async for batch in batches(1000, 0.2):
-            async with self.lock:
-                await self.handle(batch)
+            await self.take([event.message for event in batch])
 
-    async def handle(self, batch: Sequence[faust.EventT[bytes]]) -> None:
+    async def handle(self, batch: Sequence[Record]) -> None:
         merged: dict[bytes, tuple[Key, PageWindow]] = {}
-        for event in batch:
-            raw_key, value = event.message.key, event.message.value
+        n = self.settings.partitions
+        for message in batch:
+            raw_key, value = message.key, message.value
             try:
                 key = decode_key(raw_key or b"")
                 partial = PageWindow.from_record(orjson.loads(value or b""))
             except (ValueError, KeyError, TypeError, AttributeError) as exc:
                 # An internal topic: only workers write it. Say so loudly, go on.
-                log.warning("skipped a malformed dwell update at %s: %s", event.message, exc)
+                where = f"{message.topic}[{message.partition}]@{message.offset}"
+                log.warning("skipped a malformed dwell update at %s: %s", where, exc)
                 continue
             assert raw_key is not None  # decode_key read it
             known = merged.get(raw_key)
             if known is None:
-                stored = self.table.get(raw_key)
+                stored = partition_db(self.table, page_partition(raw_key, n)).get(raw_key)
                 if stored is None:
                     agg = PageWindow()
                     heapq.heappush(self.windows, (key[2], raw_key))
@@ -92,9 +101,8 @@ class DwellAggregator:
             for raw_key, (key, agg) in merged.items()
         }
         await self._send([(k, v) for k, v in records.items()])
-        n = self.settings.partitions
         for raw_key, value in records.items():
-            await self.sink.put(self.table, partition_of(raw_key, n), raw_key, value)
+            await self.sink.put(self.table, page_partition(raw_key, n), raw_key, value)
             self.newest = max(self.newest, merged[raw_key][0][2])
         await self.sink.flush()
         await self._expire()
@@ -111,12 +119,13 @@ class DwellAggregator:
         await self._send([(k, None) for k in old])
         n = self.settings.partitions
         for raw_key in old:
-            await self.sink.put(self.table, partition_of(raw_key, n), raw_key, None)
+            await self.sink.put(self.table, page_partition(raw_key, n), raw_key, None)
         await self.sink.flush()
 
     async def _send(self, records: list[tuple[bytes, bytes | None]]) -> None:
+        n = self.settings.partitions
         for key, value in records:
-            await self.sink.send(self.records, key, value)
+            await self.sink.send(self.records, key, value, partition=page_partition(key, n))
         await self.sink.flush()
 
     async def rebuild_index(self) -> None:

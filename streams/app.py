@@ -5,6 +5,7 @@ from __future__ import annotations
 import faust
 
 from streams.settings import Settings
+from streams.tables import partitioner
 
 
 def create_app(settings: Settings) -> faust.App:
@@ -33,6 +34,7 @@ def create_app(settings: Settings) -> faust.App:
         key_serializer="raw",
         value_serializer="raw",
         producer_acks=-1,
+        producer_partitioner=partitioner,  # Kafka's default, with the key hashes cached
         autodiscover=False,
     )
 

@@ -5,14 +5,15 @@ Faust's own paths cost about 100 µs a record on our machines: ``Topic.send`` bu
 Faust's producer buffer, one awaited send at a time, with a RocksDB write of the
 persisted offset for each record on the way back. A batch of 500 events writes some 600
 records. Here a record is one call to the producer (Faust's ``Producer.send``, the
-driver-level send that ``Topic.send`` ends in) and a table write is a local store write
-plus its changelog record; ``flush`` waits for every ack at once and then records each
-changelog partition's persisted offset once, as Faust's ``_on_changelog_sent`` does.
+driver-level send that ``Topic.send`` ends in) and a table write is a write to the
+partition's RocksDB database plus its changelog record; ``flush`` waits for every ack
+at once and then records each changelog partition's persisted offset once, as Faust's
+``_on_changelog_sent`` does.
 Recovery, standbys and rebalances are Faust's as before: the changelog records are the
 ones Faust writes (same topic, key, value and partition).
 
-Under ``exactly_once`` every write stays on Faust's own paths, which carry its
-transactions.
+Under ``exactly_once`` every record goes through Faust's own paths (``Topic.send``,
+``Table.send_changelog``), which carry its transactions.
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ import faust
 from faust.types import TP, TableT
 from faust.types.stores import StoreT
 
-from streams.tables import partition_context
+from streams.tables import partition_context, partition_db
 
 Headers = list[tuple[str, bytes]] | None
 
@@ -46,30 +47,32 @@ class Sink:
         key: bytes,
         value: bytes | None,
         headers: Headers = None,
+        partition: int | None = None,
     ) -> None:
-        """Send a record, partitioned by its key as Kafka's default partitioner does."""
+        """Send a record to ``partition``, or where Kafka's default partitioner puts its key."""
         if self.transactional:
-            self._sent.append(await topic.send(key=key, value=value, headers=headers))
+            sent = await topic.send(key=key, value=value, partition=partition, headers=headers)
+            self._sent.append(sent)
             return
         name = topic.get_topic_name()
-        self._sent.append(await self.app.producer.send(name, key, value, None, None, headers))
+        self._sent.append(await self.app.producer.send(name, key, value, partition, None, headers))
 
     async def put(
         self, table: TableT[Any, Any], partition: int, key: bytes, value: bytes | None
     ) -> None:
-        """Write (or, for None, delete) a key of a ``use_partitioner`` table in its partition:
-        the local store now, the changelog record acknowledged by ``flush``."""
-        with partition_context(partition):
-            if self.transactional:
-                if value is None:
-                    del table[key]
-                else:
-                    table[key] = value
-                return
-            if value is None:
-                del table.data[key]
-            else:
-                table.data[key] = value
+        """Write (or, for None, delete) a key of a table in the given partition: its RocksDB
+        database now, the changelog record to the same partition, acknowledged by ``flush``."""
+        db = partition_db(table, partition)
+        if value is None:
+            db.delete(key)
+        else:
+            db.put(key, value)
+        if self.transactional:
+            # Faust's own send, in the transaction of the partition's (stand-in) event;
+            # it notes the persisted offset itself.
+            with partition_context(partition):
+                self._sent.append(table.send_changelog(partition, key, value))
+            return
         changelog = table.changelog_topic.get_topic_name()
         ack = await self.app.producer.send(changelog, key, value, partition, None, None)
         self._logged.append((table, partition, ack))

@@ -36,16 +36,18 @@ from schemas.errors import InvalidEvent
 from schemas.events import ClickEvent, parse_event
 from streams.dwell import Key, PageWindow, encode_key, fold
 from streams.engine import Limits, Step, advance, tick
+from streams.intake import Intake, Record
 from streams.journey import Journey
 from streams.metrics import Tally, WorkerMetrics
 from streams.rules import CompiledRules
 from streams.settings import Settings
 from streams.sink import Sink
-from streams.tables import partition_of
+from streams.tables import page_partition, partition_db, partition_of
 
 log = logging.getLogger(__name__)
 
-Output = tuple[str, bytes, bytes, list[tuple[str, bytes]] | None]  # topic, key, value, headers
+# topic, key, value, headers, partition (None: Kafka's default partitioner's for the key)
+Output = tuple[str, bytes, bytes, list[tuple[str, bytes]] | None, int | None]
 
 
 @dataclass
@@ -112,7 +114,6 @@ class Pipeline:
             key_type=bytes, value_type=bytes, options=settings.rocksdb_options(),
         )  # fmt: skip
         self.sink = Sink(app, transactional=settings.processing_guarantee == "exactly_once")
-        app.agent(self.clickstream, name="beckon-process")(self.process)
         app.timer(0.1, name="beckon-timers")(self.fire_timers)
         self.journeys.on_recover(self.rebuild_wakeups)
 
@@ -123,24 +124,28 @@ class Pipeline:
         app.on_before_shutdown.connect(cast(Any, flush_on_stop))
 
     # --- the stream ---------------------------------------------------------------------
+    async def take(self, batch: Sequence[Record]) -> None:
+        """A batch from the intake (``streams.intake``): a fetch's clickstream records."""
+        async with self.lock:
+            with self.metrics.batch_seconds.time():
+                await self.handle(batch)
+
     async def process(self, stream: faust.StreamT[bytes]) -> None:
+        """The agent that reads the clickstream under ``exactly_once``."""
         # take_events is on the concrete Stream; Faust's StreamT interface omits it.
         batches = cast(faust.Stream[bytes], stream).take_events
         async for batch in batches(self.settings.batch_max, self.settings.batch_within_s):
-            async with self.lock:
-                with self.metrics.batch_seconds.time():
-                    await self.handle(batch)
+            await self.take([event.message for event in batch])
 
-    async def handle(self, batch: Sequence[faust.EventT[bytes]]) -> None:
-        """Fold one batch of clickstream messages into the journeys."""
+    async def handle(self, batch: Sequence[Record]) -> None:
+        """Fold one batch of clickstream records into the journeys."""
         rules, wall = self.rules(), self.wall_ms()
         journeys: dict[bytes, Journey] = {}
         outputs: list[Output] = []
         wakeups: dict[bytes, int | None] = {}
-        pages = self.pages
+        pages, n = self.pages, self.settings.partitions
         tally = Tally()
-        for event in batch:
-            message = event.message
+        for message in batch:
             parsed = self._parse(message.key, message.value)
             if isinstance(parsed, tuple):
                 outputs.append(self._dead_letter(message, *parsed))
@@ -150,7 +155,7 @@ class Pipeline:
             tally.event(message.partition, parsed.type)
             vkey = message.key
             assert vkey is not None  # _parse checked it is the visitor id
-            journey = journeys.get(vkey) or self._load(vkey)
+            journey = journeys.get(vkey) or self._load(vkey, partition_of(vkey, n))
             if journey is None:
                 tally.new_journeys += 1
             journey, step = advance(journey, parsed, rules, self.limits)
@@ -159,6 +164,8 @@ class Pipeline:
             outputs += self._outputs(vkey, step, tally)
             fold(step.pages, pages)
         self._collect_due(wall, rules, journeys, outputs, wakeups, tally)
+        if pages and time.monotonic() >= self.pages_due:
+            outputs += self._page_records()
         await self._emit(outputs)
         newest = {p: self.clocks.latest[p][0] for p in tally.partitions}
         self.metrics.record(tally, self.wall_ms(), newest)
@@ -180,18 +187,22 @@ class Pipeline:
             return ("key_mismatch", "the message key must be the event's visitor_id")
         return event
 
-    def _dead_letter(self, message: Any, reason: str, detail: str) -> Output:
+    def _dead_letter(self, message: Record, reason: str, detail: str) -> Output:
         headers = [
             ("beckon.reason", reason.encode()),
             ("beckon.error", detail.encode()[:2000]),
             ("beckon.source", f"{message.topic}[{message.partition}]@{message.offset}".encode()),
         ]
-        return (self.settings.topic_dlq, message.key or b"", message.value or b"", headers)
+        return (self.settings.topic_dlq, message.key or b"", message.value or b"", headers, None)
 
     # --- time -----------------------------------------------------------------------------
     async def fire_timers(self) -> None:
         """Fire the planned instants whose partition clock passed them by the grace; publish
-        the page activity gathered since the last flush once it is ``dwell_flush_s`` old."""
+        the page activity gathered since the last flush once it is ``dwell_flush_s`` old.
+
+        While a batch is in hand there is nothing to do: the batch does both."""
+        if self.lock.locked():
+            return
         async with self.lock:
             await self._fire_due()
             if self.pages and time.monotonic() >= self.pages_due:
@@ -199,13 +210,20 @@ class Pipeline:
 
     async def flush_pages(self) -> None:
         """Publish the gathered page activity (partials) to the dwell updates topic."""
+        await self._emit(self._page_records())
+
+    def _page_records(self) -> list[Output]:
+        """The gathered page activity as dwell updates, and a fresh gathering."""
         window_ms, topic = self.limits.window_ms, self.settings.topic_dwell_updates
         pages, self.pages = self.pages, {}
         self.pages_due = time.monotonic() + self.settings.dwell_flush_s
-        await self._emit([
-            (topic, encode_key(key), orjson.dumps(partial.to_record(*key, window_ms)), None)
-            for key, partial in pages.items()
-        ])  # fmt: skip
+        n = self.settings.partitions
+        records: list[Output] = []
+        for key, partial in pages.items():
+            raw_key = encode_key(key)
+            value = orjson.dumps(partial.to_record(*key, window_ms))
+            records.append((topic, raw_key, value, None, page_partition(raw_key, n)))
+        return records
 
     async def _fire_due(self) -> None:
         journeys: dict[bytes, Journey] = {}
@@ -243,11 +261,12 @@ class Pipeline:
             at, vkey = heapq.heappop(self.wakeups)
             if self.scheduled.get(vkey) != at:
                 continue  # superseded by a later plan
-            limit = self.clocks.limit(partition_of(vkey, n), wall)
+            partition = partition_of(vkey, n)
+            limit = self.clocks.limit(partition, wall)
             if at > limit:
                 not_yet.append((at, vkey))
                 continue
-            journey = journeys.get(vkey) or self._load(vkey)
+            journey = journeys.get(vkey) or self._load(vkey, partition)
             if journey is None:
                 self.scheduled.pop(vkey, None)
                 continue
@@ -276,8 +295,8 @@ class Pipeline:
             log.info("timers rebuilt: %d visitors with a planned instant", len(self.scheduled))
 
     # --- state and output ------------------------------------------------------------------
-    def _load(self, vkey: bytes) -> Journey | None:
-        value = self.journeys.get(vkey)
+    def _load(self, vkey: bytes, partition: int) -> Journey | None:
+        value = partition_db(self.journeys, partition).get(vkey)
         return None if value is None else Journey.from_dict(orjson.loads(value))
 
     async def _save(self, journeys: dict[bytes, Journey], wakeups: dict[bytes, int | None]) -> None:
@@ -305,9 +324,11 @@ class Pipeline:
             tally.answered(step.answers)
         out: list[Output] = []
         for decision in step.decisions:
-            out.append((self.settings.topic_decisions, vkey, orjson.dumps(decision), None))
+            out.append((self.settings.topic_decisions, vkey, orjson.dumps(decision), None, None))
         for invitation in step.invitations:
-            out.append((self.settings.topic_invitations, vkey, orjson.dumps(invitation), None))
+            out.append(
+                (self.settings.topic_invitations, vkey, orjson.dumps(invitation), None, None)
+            )
         return out
 
     async def _emit(self, outputs: list[Output]) -> None:
@@ -315,8 +336,8 @@ class Pipeline:
         if not outputs:
             return
         send = self.sink.send
-        for topic, key, value, headers in outputs:
-            await send(self.topics[topic], key, value, headers)
+        for topic, key, value, headers, partition in outputs:
+            await send(self.topics[topic], key, value, headers, partition)
         await self.sink.flush()
 
 
@@ -338,7 +359,15 @@ def build(settings: Settings, rules: Callable[[], CompiledRules]) -> tuple[faust
     app = create_app(settings)
     pipeline = Pipeline(app, settings, rules)
     pipeline.metrics.serve(app, settings.topic_clickstream)
-    DwellAggregator(app, settings)
+    dwell = DwellAggregator(app, settings)
+    if settings.processing_guarantee == "exactly_once":
+        # Faust's transactions follow the event an agent is processing.
+        app.agent(pipeline.clickstream, name="beckon-process")(pipeline.process)
+        app.agent(dwell.updates, name="beckon-dwell")(dwell.process)
+    else:
+        intake = Intake(app)
+        intake.add(pipeline.clickstream, pipeline.take)
+        intake.add(dwell.updates, dwell.take)
     if isinstance(rules, RulesInForce):
 
         async def follow_rules() -> None:

@@ -14,13 +14,23 @@ from streams.tables import partition_of
 
 
 class StandInTable(dict[bytes, bytes]):
-    """A dict as the table and its store; its changelog's persisted offsets noted."""
+    """A dict as the table, its store and its partitions' databases; its changelog's
+    persisted offsets noted."""
 
     def __init__(self) -> None:
         super().__init__()
         self.data = self
         self.changelog_topic = SimpleNamespace(get_topic_name=lambda: "journeys-changelog")
         self.persisted: dict[Any, int] = {}
+
+    def _db_for_partition(self, partition: int) -> StandInTable:
+        return self  # one dict for every partition's database
+
+    def put(self, key: bytes, value: bytes) -> None:
+        self[key] = value
+
+    def delete(self, key: bytes) -> None:
+        self.pop(key, None)
 
     def on_recover(self, callback: Any) -> None:
         pass
@@ -58,10 +68,10 @@ class StandInApp:
 
 
 def batch(*messages: tuple[bytes, bytes], partitions: int = 4) -> Sequence[Any]:
+    """Records as the intake hands them to ``Pipeline.handle``."""
     return [
-        SimpleNamespace(message=SimpleNamespace(
-            key=key, value=value, topic="clickstream", offset=n,
-            partition=partition_of(key, partitions)))
+        SimpleNamespace(key=key, value=value, topic="clickstream", offset=n,
+                        partition=partition_of(key, partitions))
         for n, (key, value) in enumerate(messages)
     ]  # fmt: skip
 

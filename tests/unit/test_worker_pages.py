@@ -49,6 +49,23 @@ def test_page_activity_is_published_once_per_flush_not_once_per_batch() -> None:
     assert pipeline.pages == {}
 
 
+def test_a_batch_that_finds_the_flush_due_publishes_the_pages_with_its_own_records() -> None:
+    app = StandInApp()
+    settings = Settings(partitions=4, dwell_flush_s=60, topic_dwell_updates="updates")
+    pipeline = Pipeline(app, settings, lambda: RULES, wall_ms=lambda: T0 + 20_000)  # type: ignore[arg-type]
+
+    async def scenario() -> None:
+        await pipeline.handle(batch(click("v1", 0, "page_view", T0)))
+        pipeline.pages_due = time.monotonic()  # the flush interval has passed
+        await pipeline.handle(batch(click("v2", 0, "page_view", T0 + 1_000)))
+
+    asyncio.run(scenario())
+    updates = [value for topic, value in app.sent if topic == "updates"]
+    assert len(updates) == 1  # both batches' activity, published by the second
+    assert orjson.loads(updates[0] or b"")["page_views"] == 2
+    assert pipeline.pages == {}
+
+
 def test_what_is_gathered_when_the_worker_stops_is_published() -> None:
     app = StandInApp()
     receivers = []

@@ -1,0 +1,136 @@
+"""The worker's intake: whole fetches from Faust's consumer, not one event at a time.
+
+Faust hands each record to an agent through its fetcher, conductor, a channel queue, a
+stream and an acknowledgement: 150–240 µs an event on our machines, more than all of
+Beckon's own work on it (docs/performance.md). The intake takes the records of its
+topics (the clickstream, the dwell updates) out of each fetch before Faust makes
+messages of them, and hands each topic's records to its handler as one batch. Every
+other topic (the tables' changelogs during recovery) goes on through Faust as before.
+
+What stays Faust's: the consumer, its group and assignment (the topic is subscribed
+through Faust's conductor, so the tables stay co-partitioned with it), the tables and
+their recovery, flow control during rebalances, and offset commits. Once a batch is
+handled the intake marks its offsets acknowledged, as ``Consumer.ack`` would for each
+message, and Faust's commit timer commits them. A revocation waits for the batch in
+hand, as Faust waits for its agents' events in flight.
+
+Under ``exactly_once`` the worker keeps a Faust agent instead: Faust's transactions
+follow the event an agent is processing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from typing import Any, Protocol, cast
+
+import faust
+from faust.transport.drivers.aiokafka import Consumer as FaustConsumer
+from faust.types import TP
+
+log = logging.getLogger(__name__)
+
+
+class Record(Protocol):
+    """What the pipeline reads of a record: aiokafka's ``ConsumerRecord``, or Faust's
+    ``Message`` on the agent path."""
+
+    topic: str
+    partition: int
+    offset: int
+    key: bytes | None
+    value: bytes | None
+
+
+Handler = Callable[[Sequence[Record]], Awaitable[None]]
+
+
+class Intake:
+    """Feeds each added topic's fetched records to its handler, a fetch at a time."""
+
+    def __init__(self, app: faust.App) -> None:
+        self.app = app
+        self.handlers: dict[str, Handler] = {}
+        self._in_hand: asyncio.Future[None] | None = None
+        # Faust builds its consumer on start, from the transport's class.
+        cast(Any, app.transport).Consumer = self._consumer_class()
+        app.on_partitions_revoked.connect(cast(Any, self._on_revoked))
+
+    def add(self, topic: faust.TopicT, handle: Handler) -> None:
+        """Read ``topic`` here: subscribed and assigned through Faust, handled by ``handle``."""
+        self.app.topics.add(topic)
+        self.handlers[topic.get_topic_name()] = handle
+
+    def _consumer_class(self) -> type[FaustConsumer]:
+        intake = self
+
+        class Consumer(FaustConsumer):
+            """Faust's aiokafka consumer; the intake takes its topics' records out of
+            each fetch before Faust sees it."""
+
+            async def _wait_next_records(self, timeout: float) -> Any:
+                records, active = await super()._wait_next_records(timeout)
+                if records:
+                    await intake.take(self, records, active)
+                return records, active
+
+        return Consumer
+
+    async def take(self, consumer: FaustConsumer, records: Any, active: Any) -> None:
+        """Remove the intake's topics' records from a fetch and handle them, a batch a topic."""
+        mine = {tp: records.pop(tp) for tp in [tp for tp in records if tp.topic in self.handlers]}
+        if not mine or not consumer.flow_active:
+            # A rebalance began after the fetch: Faust seeks back to the committed
+            # offsets once it is over, and these records come again.
+            return
+        if active is not None:
+            mine = {tp: batch for tp, batch in mine.items() if tp in active}
+        if not mine:
+            return
+        # Handled to the end even when Faust cancels its fetcher meanwhile (a rebalance,
+        # a stop): a batch stopped half-way would be replayed, but needlessly.
+        self._in_hand = asyncio.ensure_future(self._handle(consumer, mine))
+        await asyncio.shield(self._in_hand)
+
+    async def _handle(self, consumer: FaustConsumer, mine: Mapping[Any, list[Any]]) -> None:
+        by_topic: dict[str, dict[Any, list[Any]]] = {}
+        for tp, batch in mine.items():
+            by_topic.setdefault(tp.topic, {})[tp] = batch
+        for topic, fetched in by_topic.items():
+            if len(fetched) == 1:
+                [batch] = fetched.values()
+            else:
+                batch = [record for records in fetched.values() for record in records]
+            await self.handlers[topic](batch)
+            self._acknowledge(consumer, fetched)
+
+    @staticmethod
+    def _acknowledge(consumer: FaustConsumer, mine: Mapping[Any, list[Any]]) -> None:
+        """Mark the batch's offsets as handled, as ``Consumer.ack`` does one by one.
+
+        Offsets skipped since the partition's last batch (transaction markers, records
+        of aborted transactions) are marked too, or Faust would never commit past them.
+        """
+        track_end = consumer.app.monitor.track_tp_end_offset
+        for key, batch in mine.items():
+            tp = TP(key.topic, key.partition)
+            first, last = batch[0].offset, batch[-1].offset
+            read = consumer._read_offset[tp]
+            if read is not None and read < first:
+                first = read + 1
+            committed = consumer._committed_offset[tp]
+            if committed is not None:
+                first = max(first, committed)
+            offsets = range(first, last + 1)
+            consumer._acked[tp].extend(offsets)
+            consumer._acked_index[tp].update(offsets)
+            consumer._n_acked += len(offsets)
+            consumer._read_offset[tp] = last
+            track_end(tp, consumer.highwater(tp))
+
+    async def _on_revoked(self, sender: Any, *args: Any, **kwargs: Any) -> None:
+        in_hand = self._in_hand
+        if in_hand is not None and not in_hand.done():
+            log.info("partitions revoked: finishing the clickstream batch in hand")
+            await asyncio.wait([in_hand])
