@@ -309,3 +309,78 @@ def test_two_workers_share_the_partitions_and_give_the_backtests_invitations(
     assert set(got) == expected, log_text[-3000:]
     assert len(got) == len(set(got)), "copies on the topic without any crash"
     assert log_text.count("Ready") >= 2, "both workers should have run"
+
+
+def _committed(settings: Settings, partition: int) -> int | None:
+    """The worker group's committed offset on a clickstream partition, if any yet."""
+    from kafka import KafkaAdminClient, TopicPartition
+    from kafka.errors import CoordinatorLoadInProgressError, CoordinatorNotAvailableError
+
+    admin = KafkaAdminClient(**settings.kafka_python_config())
+    try:
+        offsets = admin.list_group_offsets({settings.app_id: None}).get(settings.app_id, {})
+    except (CoordinatorNotAvailableError, CoordinatorLoadInProgressError):
+        return None  # the group's coordinator is not there yet
+    finally:
+        admin.close()
+    meta = offsets.get(TopicPartition(settings.topic_clickstream, partition))
+    return None if meta is None else meta.offset
+
+
+def _wait_committed(settings: Settings, partition: int, offset: int, timeout_s: float) -> Any:
+    deadline = time.monotonic() + timeout_s
+    while (got := _committed(settings, partition)) != offset and time.monotonic() < deadline:
+        time.sleep(0.5)
+    return got
+
+
+def test_transaction_markers_on_the_clickstream_do_not_stall_its_commits(
+    live: tuple[Settings, dict[str, str]], tmp_path: Path
+) -> None:
+    """Two transactional producers' commit markers side by side leave a gap of two offsets
+    that no fetch returns; the worker must commit past it (or lag for ever)."""
+    import asyncio
+
+    from aiokafka import AIOKafkaProducer
+
+    from streams.tables import partition_of
+
+    settings, env = live
+    topic, visitor = settings.topic_clickstream, "v-tx"
+    partition = partition_of(visitor.encode(), settings.partitions)
+
+    def event(n: int) -> bytes:
+        return orjson.dumps({"event_id": f"tx-{n}", "type": "page_view", "visitor_id": visitor,
+                             "site_id": "shop", "ts": int(time.time() * 1000) + n,
+                             "url": "https://shop.example/pricing"})  # fmt: skip
+
+    async def two_transactions() -> None:
+        a, b = (AIOKafkaProducer(**settings.aiokafka_config(), transactional_id=f"{topic}-{n}")
+                for n in "ab")  # fmt: skip
+        await a.start()
+        await b.start()
+        try:
+            await a.begin_transaction()
+            await a.send_and_wait(topic, event(0), key=visitor.encode())  # offset 0
+            await b.begin_transaction()
+            await b.send_and_wait(topic, event(1), key=visitor.encode())  # offset 1
+            await a.commit_transaction()  # marker at 2
+            await b.commit_transaction()  # marker at 3
+        finally:
+            await a.stop()
+            await b.stop()
+
+    with (tmp_path / "worker.log").open("wb") as log:
+        worker = _start_worker(env, _rules_file(tmp_path), log)
+        try:
+            asyncio.run(two_transactions())
+            after_transactions = _wait_committed(settings, partition, 2, timeout_s=90)
+            with Publisher(settings) as pub:
+                pub.publish_raw(visitor.encode(), event(2))  # offset 4, in a fetch of its own
+            final = _wait_committed(settings, partition, 5, timeout_s=30)
+        finally:
+            worker.terminate()
+            worker.wait(timeout=60)
+    log_text = (tmp_path / "worker.log").read_text(errors="replace")
+    assert after_transactions == 2, log_text[-3000:]
+    assert final == 5, log_text[-3000:]
