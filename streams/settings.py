@@ -84,8 +84,10 @@ class Settings(BaseSettings):
     broker_session_timeout_s: float = Field(
         30.0, gt=0, description="a worker silent this long leaves the group (crash takeover)"
     )
-    batch_max: int = Field(500, ge=1, description="events handled per batch at most")
-    batch_within_s: float = Field(0.05, gt=0, description="longest wait to fill a batch")
+    batch_max: int = Field(5000, ge=1, description="records handled per batch at most")
+    batch_within_s: float = Field(
+        0.05, gt=0, description="longest wait to fill a batch (exactly_once's Faust agents)"
+    )
     max_event_bytes: int = Field(65536, ge=256, description="larger messages go to the DLQ")
     table_write_buffer_mb: int = Field(
         8, ge=1, le=1024, description="RocksDB memtable size of each table partition"

@@ -1,5 +1,6 @@
-"""The intake: a fetch's records of its topics go to their handlers as batches, the rest to
-Faust, and handled offsets become the offsets Faust commits (its own ``_new_offset``).
+"""The intake: a fetch's records of its topics are gathered and go to their handlers in
+batches, the rest to Faust, and handled offsets become the offsets Faust commits (its own
+``_new_offset``).
 
 The real consumer, group and commits are in tests/integration/test_worker_live.py."""
 
@@ -16,7 +17,7 @@ from faust.transport.drivers.aiokafka import Consumer as FaustConsumer
 from faust.types import TP
 from intervaltree import IntervalTree
 
-from streams.intake import Intake, Record
+from streams.intake import FETCH_PAUSE_S, Intake, Record
 
 
 def records(topic: str, partition: int, *offsets: int) -> list[Any]:
@@ -57,8 +58,10 @@ def app_of(revoke_receivers: list[Any]) -> Any:
     )
 
 
-def intake_of(*topics: str) -> tuple[Intake, dict[str, list[Sequence[Record]]]]:
-    intake = Intake(app_of([]))
+def intake_of(
+    *topics: str, batch_max: int = 100
+) -> tuple[Intake, dict[str, list[Sequence[Record]]]]:
+    intake = Intake(app_of([]), batch_max=batch_max)
     handled: dict[str, list[Sequence[Record]]] = {t: [] for t in topics}
     for name in topics:
 
@@ -67,6 +70,21 @@ def intake_of(*topics: str) -> tuple[Intake, dict[str, list[Sequence[Record]]]]:
 
         intake.add(SimpleNamespace(get_topic_name=lambda name=name: name), handle)  # type: ignore[arg-type]
     return intake, handled
+
+
+def fetch_and_handle(
+    intake: Intake, consumer: StandInConsumer, fetch: Any, active: Any = None
+) -> None:
+    """One fetch reaches the intake, and everything it gathered is handled."""
+
+    async def scenario() -> None:
+        fetching = asyncio.ensure_future(intake.take(consumer, fetch, active))  # type: ignore[arg-type]
+        await asyncio.sleep(0)
+        while intake._pending_n or not fetching.done():
+            await (intake.handle_next() if intake._pending_n else asyncio.sleep(0))
+        await fetching
+
+    asyncio.run(scenario())
 
 
 def test_a_fetch_is_split_one_batch_per_topic_and_other_topics_stay_for_faust() -> None:
@@ -79,7 +97,7 @@ def test_a_fetch_is_split_one_batch_per_topic_and_other_topics_stay_for_faust() 
         TopicPartition("updates", 0): records("updates", 0, 9),
         changelog: records("journeys-changelog", 0, 3),
     }
-    asyncio.run(intake.take(consumer, fetch, None))  # type: ignore[arg-type]
+    fetch_and_handle(intake, consumer, fetch)
     assert [[(r.partition, r.offset) for r in b] for b in handled["clicks"]] == [
         [(0, 0), (0, 1), (1, 5)]
     ]
@@ -93,7 +111,7 @@ def test_records_fetched_as_a_rebalance_began_are_dropped_for_faust_to_fetch_aga
     consumer = StandInConsumer()
     consumer.flow_active = False
     fetch = {TopicPartition("clicks", 0): records("clicks", 0, 0, 1)}
-    asyncio.run(intake.take(consumer, fetch, None))  # type: ignore[arg-type]
+    fetch_and_handle(intake, consumer, fetch)
     assert handled["clicks"] == [] and fetch == {}
     assert consumer.commit(TP("clicks", 0)) is None
 
@@ -103,7 +121,7 @@ def test_partitions_not_active_when_fetched_are_not_handled() -> None:
     consumer = StandInConsumer()
     fetch = {TopicPartition("clicks", 0): records("clicks", 0, 0),
              TopicPartition("clicks", 1): records("clicks", 1, 0)}  # fmt: skip
-    asyncio.run(intake.take(consumer, fetch, {TP("clicks", 1)}))  # type: ignore[arg-type]
+    fetch_and_handle(intake, consumer, fetch, {TP("clicks", 1)})
     assert [[r.partition for r in b] for b in handled["clicks"]] == [[1]]
 
 
@@ -111,43 +129,103 @@ def test_handled_offsets_commit_past_gaps_between_batches() -> None:
     # Offsets 5 and 6 are two producers' transaction markers: never fetched.
     intake, _ = intake_of("clicks")
     consumer, tp = StandInConsumer(), TP("clicks", 0)
-    asyncio.run(intake.take(consumer, {tp: records("clicks", 0, 0, 1, 2, 3, 4)}, None))  # type: ignore[arg-type]
+    fetch_and_handle(intake, consumer, {tp: records("clicks", 0, 0, 1, 2, 3, 4)})
     assert consumer.commit(tp) == 5
-    asyncio.run(intake.take(consumer, {tp: records("clicks", 0, 7, 8, 9)}, None))  # type: ignore[arg-type]
+    fetch_and_handle(intake, consumer, {tp: records("clicks", 0, 7, 8, 9)})
     assert consumer.commit(tp) == 10  # Faust alone would wait for 5 and 6 for ever
 
 
 def test_a_batch_fetched_again_after_a_seek_back_commits_no_lower() -> None:
     intake, _ = intake_of("clicks")
     consumer, tp = StandInConsumer(), TP("clicks", 0)
-    asyncio.run(intake.take(consumer, {tp: records("clicks", 0, 0, 1, 2, 3)}, None))  # type: ignore[arg-type]
+    fetch_and_handle(intake, consumer, {tp: records("clicks", 0, 0, 1, 2, 3)})
     assert consumer.commit(tp) == 4
-    asyncio.run(intake.take(consumer, {tp: records("clicks", 0, 2, 3, 4, 5)}, None))  # type: ignore[arg-type]
+    fetch_and_handle(intake, consumer, {tp: records("clicks", 0, 2, 3, 4, 5)})
     assert consumer.commit(tp) == 6
     assert consumer._acked[tp] == []
 
 
-def test_a_batch_in_hand_is_finished_before_a_revocation_goes_on() -> None:
+def test_batches_hold_batch_max_records_and_a_partition_cut_short_goes_last() -> None:
+    intake, handled = intake_of("clicks", batch_max=3)
+    consumer = StandInConsumer()
+    fetch = {TopicPartition("clicks", 0): records("clicks", 0, 0, 1, 2, 3),
+             TopicPartition("clicks", 1): records("clicks", 1, 0, 1)}  # fmt: skip
+    fetch_and_handle(intake, consumer, fetch)
+    assert [[(r.partition, r.offset) for r in b] for b in handled["clicks"]] == [
+        [(0, 0), (0, 1), (0, 2)],
+        [(1, 0), (1, 1), (0, 3)],
+    ]
+    assert consumer.commit(TP("clicks", 0)) == 4 and consumer.commit(TP("clicks", 1)) == 2
+
+
+def test_fetching_waits_while_a_full_batch_is_gathered_and_goes_on_as_it_is_handled() -> None:
+    intake, handled = intake_of("clicks", batch_max=2)
+    consumer = StandInConsumer()
+
+    async def scenario() -> None:
+        fetching = asyncio.ensure_future(
+            intake.take(consumer, {TP("clicks", 0): records("clicks", 0, 0, 1, 2)}, None)  # type: ignore[arg-type]
+        )
+        await asyncio.sleep(0.01)
+        assert not fetching.done()  # three gathered: a full batch waits
+        await intake.handle_next()
+        await asyncio.sleep(0.01)
+        assert fetching.done()  # one left: the fetcher goes on
+
+    asyncio.run(scenario())
+    assert [len(b) for b in handled["clicks"]] == [2]
+
+
+def test_a_revocation_forgets_what_was_gathered_and_waits_for_the_batch_in_hand() -> None:
     receivers: list[Any] = []
     app = app_of(receivers)
-    intake = Intake(app)
+    intake = Intake(app, batch_max=2)
     steps: list[str] = []
 
     async def slow(batch: Sequence[Record]) -> None:
         await asyncio.sleep(0.05)
-        steps.append("handled")
+        steps.append(f"handled {[r.offset for r in batch]}")
 
     intake.add(SimpleNamespace(get_topic_name=lambda: "clicks"), slow)  # type: ignore[arg-type]
 
     async def scenario() -> None:
+        consumer = StandInConsumer()
+        running = asyncio.ensure_future(intake.run())
         fetching = asyncio.ensure_future(
-            intake.take(StandInConsumer(), {TP("clicks", 0): records("clicks", 0, 0)}, None)  # type: ignore[arg-type]
+            intake.take(consumer, {TP("clicks", 0): records("clicks", 0, 0, 1, 2, 3)}, None)  # type: ignore[arg-type]
         )
         await asyncio.sleep(0.01)
-        fetching.cancel()  # Faust cancels its fetcher as a rebalance begins
+        fetching.cancel()  # Faust cancels its fetcher and tasks as a rebalance begins
+        running.cancel()
         [on_revoked] = receivers
         await on_revoked(app, {TP("clicks", 0)})
         steps.append("revoked")
+        assert intake._pending_n == 0  # offsets 2 and 3 come again after Faust's seek
 
     asyncio.run(scenario())
-    assert steps == ["handled", "revoked"]
+    assert steps == ["handled [0, 1]", "revoked"]
+
+
+def test_while_a_batch_is_in_hand_the_fetcher_pauses_a_little_not_for_the_whole_batch() -> None:
+    intake = Intake(app_of([]), batch_max=100)
+
+    async def slow(batch: Sequence[Record]) -> None:
+        await asyncio.sleep(10 * FETCH_PAUSE_S)
+
+    intake.add(SimpleNamespace(get_topic_name=lambda: "clicks"), slow)  # type: ignore[arg-type]
+
+    async def scenario() -> None:
+        consumer = StandInConsumer()
+        running = asyncio.ensure_future(intake.run())
+        await intake.take(consumer, {TP("clicks", 0): records("clicks", 0, 0)}, None)  # type: ignore[arg-type]
+        await asyncio.sleep(0)  # the batch is in hand
+        fetching = asyncio.ensure_future(
+            intake.take(consumer, {TP("clicks", 0): records("clicks", 0, 1)}, None)  # type: ignore[arg-type]
+        )
+        await asyncio.sleep(FETCH_PAUSE_S / 5)
+        assert not fetching.done()  # no fetch while records trickle in
+        await asyncio.sleep(3 * FETCH_PAUSE_S)
+        assert fetching.done() and not intake._in_hand.done()  # type: ignore[union-attr]
+        running.cancel()
+
+    asyncio.run(scenario())
