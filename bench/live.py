@@ -332,12 +332,14 @@ def consume(settings: Settings, rules: Path, folder: Path, n: int, curve: list[i
         quarter, done = next(s for s in samples if s[1] >= total / 4), samples[-1]
         later = curve[-1] - curve[min(100, quarter[1] * 100 // total)]  # new after 25%
         result: dict[str, Any] = {
-            "events_per_s": rate_between(progress, 1, total),
-            "middle_per_s": rate_between(progress, total / 10, total * 9 / 10),
+            # nan when too few polls saw it move (a small input)
+            "events_per_s": rate_between(progress, 1, total) or math.nan,
+            "middle_per_s": rate_between(progress, total / 10, total * 9 / 10) or math.nan,
             "ready_s": max(w.ready_s for w in workers),
             "first_commit_s": first[0],
             "done_s": done[0],
-            "cpu_share": (done[3] - first[3]) / (done[0] - first[0]),
+            # nan when one commit took it all (a small input)
+            "cpu_share": (done[3] - first[3]) / (done[0] - first[0] or math.nan),
             "rss_mb": [round(w.mb("VmRSS")) for w in workers],
             "hwm_mb": [round(w.mb("VmHWM")) for w in workers],
             "growth_mb_per_100k": (done[2] - quarter[2]) / max(1, later) * 100_000,
