@@ -66,6 +66,7 @@ class Intake:
         self._fetched, self._room = asyncio.Event(), asyncio.Event()
         self._room.set()
         self._consumer: FaustConsumer | None = None
+        self._generation = -1  # the consumer group generation the records were fetched in
         self._in_hand: asyncio.Future[None] | None = None
         # Faust builds its consumer on start, from the transport's class.
         cast(Any, app.transport).Consumer = self._consumer_class()
@@ -84,21 +85,30 @@ class Intake:
             each fetch before Faust sees it."""
 
             async def _wait_next_records(self, timeout: float) -> Any:
+                generation = self.app.consumer_generation_id
                 records, active = await super()._wait_next_records(timeout)
                 if records:
-                    await intake.take(self, records, active)
+                    await intake.take(self, records, active, generation)
                 return records, active
 
         return Consumer
 
-    async def take(self, consumer: FaustConsumer, records: Any, active: Any) -> None:
+    async def take(
+        self, consumer: FaustConsumer, records: Any, active: Any, generation: int
+    ) -> None:
         """Move the intake's topics' records from a fetch to the gathered ones."""
         mine = {tp: records.pop(tp) for tp in [tp for tp in records if tp.topic in self.handlers]}
         if not mine or not consumer.flow_active:
             # A rebalance began after the fetch: Faust seeks back to the committed
             # offsets once it is over, and these records come again.
             return
-        self._consumer = consumer
+        if consumer.app.consumer_generation_id != generation:
+            # Fetched before a rebalance that is over now: the partitions may be another
+            # worker's, and Faust has sought back to the committed offsets.
+            return
+        if self._pending and generation != self._generation:
+            self._drop()
+        self._consumer, self._generation = consumer, generation
         for tp, batch in mine.items():
             if active is None or tp in active:
                 self._pending.setdefault(tp, []).extend(batch)
@@ -124,8 +134,12 @@ class Intake:
     async def handle_next(self) -> None:
         """Handle up to ``batch_max`` gathered records; none while a rebalance runs."""
         consumer = self._consumer
-        if consumer is None or not consumer.flow_active:
-            self._drop()
+        if (
+            consumer is None
+            or not consumer.flow_active
+            or consumer.app.consumer_generation_id != self._generation
+        ):
+            self._drop()  # gathered before a rebalance
             return
         batch = self._next_batch()
         # Handled to the end even when Faust cancels its tasks meanwhile (a stop): a

@@ -36,7 +36,9 @@ class StandInConsumer:
         self._acked_index: defaultdict[TP, set[int]] = defaultdict(set)
         self._gap: defaultdict[TP, IntervalTree] = defaultdict(IntervalTree)
         self._n_acked = 0
-        self.app = SimpleNamespace(monitor=SimpleNamespace(track_tp_end_offset=lambda *a: None))
+        self.app = SimpleNamespace(
+            monitor=SimpleNamespace(track_tp_end_offset=lambda *a: None), consumer_generation_id=0
+        )
 
     def highwater(self, tp: TP) -> int:
         return 100
@@ -78,7 +80,7 @@ def fetch_and_handle(
     """One fetch reaches the intake, and everything it gathered is handled."""
 
     async def scenario() -> None:
-        fetching = asyncio.ensure_future(intake.take(consumer, fetch, active))  # type: ignore[arg-type]
+        fetching = asyncio.ensure_future(intake.take(consumer, fetch, active, 0))  # type: ignore[arg-type]
         await asyncio.sleep(0)
         while intake._pending_n or not fetching.done():
             await (intake.handle_next() if intake._pending_n else asyncio.sleep(0))
@@ -164,7 +166,7 @@ def test_fetching_waits_while_a_full_batch_is_gathered_and_goes_on_as_it_is_hand
 
     async def scenario() -> None:
         fetching = asyncio.ensure_future(
-            intake.take(consumer, {TP("clicks", 0): records("clicks", 0, 0, 1, 2)}, None)  # type: ignore[arg-type]
+            intake.take(consumer, {TP("clicks", 0): records("clicks", 0, 0, 1, 2)}, None, 0)  # type: ignore[arg-type]
         )
         await asyncio.sleep(0.01)
         assert not fetching.done()  # three gathered: a full batch waits
@@ -192,7 +194,7 @@ def test_a_revocation_forgets_what_was_gathered_and_waits_for_the_batch_in_hand(
         consumer = StandInConsumer()
         running = asyncio.ensure_future(intake.run())
         fetching = asyncio.ensure_future(
-            intake.take(consumer, {TP("clicks", 0): records("clicks", 0, 0, 1, 2, 3)}, None)  # type: ignore[arg-type]
+            intake.take(consumer, {TP("clicks", 0): records("clicks", 0, 0, 1, 2, 3)}, None, 0)  # type: ignore[arg-type]
         )
         await asyncio.sleep(0.01)
         fetching.cancel()  # Faust cancels its fetcher and tasks as a rebalance begins
@@ -217,10 +219,10 @@ def test_while_a_batch_is_in_hand_the_fetcher_pauses_a_little_not_for_the_whole_
     async def scenario() -> None:
         consumer = StandInConsumer()
         running = asyncio.ensure_future(intake.run())
-        await intake.take(consumer, {TP("clicks", 0): records("clicks", 0, 0)}, None)  # type: ignore[arg-type]
+        await intake.take(consumer, {TP("clicks", 0): records("clicks", 0, 0)}, None, 0)  # type: ignore[arg-type]
         await asyncio.sleep(0)  # the batch is in hand
         fetching = asyncio.ensure_future(
-            intake.take(consumer, {TP("clicks", 0): records("clicks", 0, 1)}, None)  # type: ignore[arg-type]
+            intake.take(consumer, {TP("clicks", 0): records("clicks", 0, 1)}, None, 0)  # type: ignore[arg-type]
         )
         await asyncio.sleep(FETCH_PAUSE_S / 5)
         assert not fetching.done()  # no fetch while records trickle in
@@ -229,3 +231,13 @@ def test_while_a_batch_is_in_hand_the_fetcher_pauses_a_little_not_for_the_whole_
         running.cancel()
 
     asyncio.run(scenario())
+
+
+def test_records_fetched_before_a_rebalance_that_is_over_are_not_handled() -> None:
+    # The partitions may be another worker's now; Faust sought back to the committed offsets.
+    intake, handled = intake_of("clicks")
+    consumer = StandInConsumer()
+    consumer.app.consumer_generation_id = 2
+    fetch = {TopicPartition("clicks", 0): records("clicks", 0, 7, 8)}
+    asyncio.run(intake.take(consumer, fetch, None, 1))  # type: ignore[arg-type]
+    assert fetch == {} and intake._pending_n == 0 and handled["clicks"] == []
