@@ -61,12 +61,19 @@ def partitioner(key: bytes | None, all_partitions: Sequence[int], available: Seq
 
 
 def partition_db(table: TableT[Any, Any], partition: int) -> Any:
-    """The RocksDB database (a rocksdict ``Rdict``) of one partition of a table.
+    """The RocksDB database (a rocksdict ``Rdict``) of one partition of a table, opened if
+    need be, as Faust's own writes do.
 
     Faust's own ``table.get`` looks a key up twice (``__contains__``, then the value),
     and in every partition's database until its key index knows the key; the worker
     knows the partition already."""
     return cast(Any, table.data)._db_for_partition(partition)
+
+
+def held_db(table: TableT[Any, Any], partition: int) -> Any | None:
+    """The database of a partition this worker holds now; None for one it does not (a
+    revoked partition's timers, say), as Faust's own reads would find nothing there."""
+    return cast(Any, table.data)._dbs.get(partition)
 
 
 class _Message:

@@ -26,6 +26,10 @@ class StandInTable(dict[bytes, bytes]):
     def _db_for_partition(self, partition: int) -> StandInTable:
         return self  # one dict for every partition's database
 
+    @property
+    def _dbs(self) -> SimpleNamespace:
+        return SimpleNamespace(get=lambda partition: self)  # every partition held
+
     def put(self, key: bytes, value: bytes) -> None:
         self[key] = value
 
