@@ -1,10 +1,11 @@
-"""Faust's own ceiling: ``python -m bench.faust_floor --bootstrap H:P --topic T --app-id A``.
+"""Faust's agent path: ``python -m bench.faust_floor --bootstrap H:P --topic T --app-id A``.
 
 A Faust app with the worker's settings (``streams.app.create_app``: RocksDB store, raw
-serializers, the same commit and batch settings) and one agent that reads the topic with
-``take_events`` as ``beckon worker`` does, and only counts. What it reaches is the most a
-Faust agent can do on the machine before any of Beckon's work; ``bench.live`` runs it
-over the same preloaded topic as the worker.
+serializers, the same commit settings) and one agent that reads the topic with
+``take_events``, as ``beckon worker`` did before its intake (and still does under
+``exactly_once``), and only counts. What it reaches is the most a worker reading through
+a Faust agent could do on the machine; ``bench.live`` runs it over the same preloaded
+topic as the worker.
 """
 
 from __future__ import annotations
