@@ -1,7 +1,8 @@
 """The live worker: the engine driven by faust-streaming over the clickstream topic.
 
-Owns the journey table, the agent that folds clickstream batches into it, and the timer
-that fires rule instants no event will bring. The engine (``streams.engine``) decides;
+Owns the journey table, the handler that folds clickstream batches into it (fed by
+``streams.intake``; a Faust agent under ``exactly_once``), and the timer that fires rule
+instants no event will bring. The engine (``streams.engine``) decides;
 this module only moves bytes and keeps time.
 
 Guarantee (at least once, no loss): for each batch the worker sends its invitations,
