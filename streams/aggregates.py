@@ -33,7 +33,7 @@ from streams.dwell import Key, PageWindow, decode_key
 from streams.intake import Record
 from streams.settings import Settings
 from streams.sink import Sink
-from streams.tables import held_db, page_partition
+from streams.tables import page_partition, read
 
 log = logging.getLogger(__name__)
 
@@ -86,8 +86,7 @@ class DwellAggregator:
             assert raw_key is not None  # decode_key read it
             known = merged.get(raw_key)
             if known is None:
-                db = held_db(self.table, page_partition(raw_key, n))
-                stored = None if db is None else db.get(raw_key)
+                stored = read(self.table, page_partition(raw_key, n), raw_key)
                 if stored is None:
                     agg = PageWindow()
                     heapq.heappush(self.windows, (key[2], raw_key))

@@ -70,10 +70,12 @@ def partition_db(table: TableT[Any, Any], partition: int) -> Any:
     return cast(Any, table.data)._db_for_partition(partition)
 
 
-def held_db(table: TableT[Any, Any], partition: int) -> Any | None:
-    """The database of a partition this worker holds now; None for one it does not (a
-    revoked partition's timers, say), as Faust's own reads would find nothing there."""
-    return cast(Any, table.data)._dbs.get(partition)
+def read(table: TableT[Any, Any], partition: int, key: bytes) -> bytes | None:
+    """A key's value in its partition's database, if this worker holds the partition now:
+    None in one it does not (a revoked partition's timers, say), as Faust's own reads
+    find nothing there."""
+    db = cast(Any, table.data)._dbs.get(partition)
+    return None if db is None else cast(bytes | None, db.get(key))
 
 
 class _Message:

@@ -44,7 +44,7 @@ from streams.metrics import Tally, WorkerMetrics
 from streams.rules import CompiledRules
 from streams.settings import Settings
 from streams.sink import Sink
-from streams.tables import held_db, page_partition, partition_of
+from streams.tables import page_partition, partition_of, read
 
 log = logging.getLogger(__name__)
 
@@ -298,8 +298,7 @@ class Pipeline:
 
     # --- state and output ------------------------------------------------------------------
     def _load(self, vkey: bytes, partition: int) -> Journey | None:
-        db = held_db(self.journeys, partition)
-        value = None if db is None else db.get(vkey)
+        value = read(self.journeys, partition, vkey)
         return None if value is None else Journey.from_dict(orjson.loads(value))
 
     async def _save(self, journeys: dict[bytes, Journey], wakeups: dict[bytes, int | None]) -> None:
