@@ -74,13 +74,22 @@ def rate(samples: Iterable[tuple[int, int]]) -> list[float]:
 
 
 def lag_rows(
-    committed: Mapping[tuple[str, int], int | None], ends: Mapping[tuple[str, int], int]
+    committed: Mapping[tuple[str, int], int | None],
+    ends: Mapping[tuple[str, int], int],
+    starts: Mapping[tuple[str, int], int] | None = None,
 ) -> list[dict[str, Any]]:
-    """One row per partition: the group's committed offset, the end offset, the lag."""
+    """One row per partition: the group's committed offset, the end offset, the lag.
+
+    A partition the group never committed is read from its start (the worker's
+    ``auto_offset_reset`` is earliest), so its lag is all it holds: end minus the
+    ``starts`` offset, or minus 0 when that is unknown. Counting it as no lag would let a
+    partition the worker has not reached yet pass as caught up."""
     rows = []
-    for topic, partition in sorted(set(committed) | set(ends)):
-        done, end = committed.get((topic, partition)), ends.get((topic, partition))
-        lag = None if done is None or end is None else max(0, end - done)
+    for tp in sorted(set(committed) | set(ends)):
+        done, end = committed.get(tp), ends.get(tp)
+        read_from = done if done is not None else (starts or {}).get(tp, 0)
+        lag = None if end is None else max(0, end - read_from)
+        topic, partition = tp
         rows.append({"topic": topic, "partition": partition, "committed": done, "end": end,
                      "lag": lag})  # fmt: skip
     return rows

@@ -143,9 +143,14 @@ class Reader:
             if tp.topic == self.settings.topic_clickstream:
                 committed.setdefault(tp, None)
         # The admin client, not the consumer: the group may read topics we do not assign.
-        latest = admin.list_partition_offsets(dict.fromkeys(set(committed) | assigned,
-                                                            OffsetSpec.LATEST))  # fmt: skip
+        partitions = set(committed) | assigned
+        latest = admin.list_partition_offsets(dict.fromkeys(partitions, OffsetSpec.LATEST))
         ends = {tp: o.offset for tp, o in latest.items()}
+        # Where a never-committed partition would be read from: its lag is all it holds.
+        unread = [tp for tp in partitions if committed.get(tp) is None]
+        earliest = (admin.list_partition_offsets(dict.fromkeys(unread, OffsetSpec.EARLIEST))
+                    if unread else {})  # fmt: skip
+        starts = {tp: o.offset for tp, o in earliest.items()}
         at = now_ms()
         for tp, target in list(self._targets.items()):
             if consumer.position(tp) >= target:
@@ -155,7 +160,7 @@ class Reader:
                                 ("invitations", self.settings.topic_invitations)):  # fmt: skip
                 total = sum(end for tp, end in ends.items() if tp.topic == topic)
                 self.board.end_offsets(at, name, total)
-            self.board.set_lag(_lag(committed, ends))
+            self.board.set_lag(_lag(committed, ends, starts))
         self.caught_up = not self._targets
         self.last_ok, self.error = time.monotonic(), None
 
@@ -163,11 +168,14 @@ class Reader:
         return time.monotonic() - self.last_ok < STALE_S
 
 
-def _lag(committed: dict[Any, int | None], ends: dict[Any, int]) -> list[dict[str, Any]]:
+def _lag(
+    committed: dict[Any, int | None], ends: dict[Any, int], starts: dict[Any, int]
+) -> list[dict[str, Any]]:
     """The lag rows of the group's partitions (TopicPartition keys to plain tuples)."""
     return lag_rows(
         {(tp.topic, tp.partition): o for tp, o in committed.items()},
         {(tp.topic, tp.partition): o for tp, o in ends.items() if tp in committed},
+        {(tp.topic, tp.partition): o for tp, o in starts.items()},
     )
 
 

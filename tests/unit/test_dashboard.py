@@ -141,17 +141,21 @@ def test_rates_come_from_end_offset_samples() -> None:
                                                     "total": 160}  # fmt: skip
 
 
-def test_lag_is_end_minus_committed_per_partition() -> None:
+def test_lag_is_end_minus_committed_and_all_of_a_never_committed_partition() -> None:
     rows = lag_rows(
-        {("clicks", 0): 90, ("clicks", 1): None}, {("clicks", 0): 100, ("clicks", 1): 7}
+        {("clicks", 0): 90, ("clicks", 1): None, ("clicks", 2): None, ("clicks", 3): None},
+        {("clicks", 0): 100, ("clicks", 1): 7, ("clicks", 2): 12, ("clicks", 3): 0},
+        {("clicks", 2): 10},  # partition 2's first 10 records are gone (retention)
     )
     assert rows == [
         {"topic": "clicks", "partition": 0, "committed": 90, "end": 100, "lag": 10},
-        {"topic": "clicks", "partition": 1, "committed": None, "end": 7, "lag": None},
+        {"topic": "clicks", "partition": 1, "committed": None, "end": 7, "lag": 7},
+        {"topic": "clicks", "partition": 2, "committed": None, "end": 12, "lag": 2},
+        {"topic": "clicks", "partition": 3, "committed": None, "end": 0, "lag": 0},
     ]
     board = Board(HOUR)
     board.set_lag(rows)
-    assert board.summary(T0)["lag"]["total"] == 10
+    assert board.summary(T0)["lag"]["total"] == 19
 
 
 def test_dlq_counts_by_reason_and_keeps_the_latest_first() -> None:
