@@ -14,7 +14,7 @@ tell, and events do not carry them.
 
 from __future__ import annotations
 
-import functools
+import hashlib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Final
@@ -29,8 +29,11 @@ __all__ = [
     "UTM_KEYS",
     "Template",
     "device_of",
+    "known_device",
     "landing_attributes",
     "pick_locale",
+    "remember_device",
+    "user_agent_key",
 ]
 
 UA_CACHE_SIZE: Final = 10_000
@@ -45,14 +48,40 @@ def device_of(user_agent: str | None) -> str:
     """``"desktop"``, ``"mobile"`` or ``"tablet"`` for a user agent (cached)."""
     if not user_agent:
         return "desktop"
-    return _device_of(user_agent)
+    device = _devices.get(user_agent)
+    if device is None:
+        device = remember_device(user_agent, _parse_device(user_agent))
+    return device
 
 
-# Parsing takes milliseconds and a site sees few distinct user agents: cache by string.
-@functools.lru_cache(maxsize=UA_CACHE_SIZE)
-def _device_of(user_agent: str) -> str:
-    # check_cache=False: the library's own cache keeps whole parser objects; ours keeps
-    # one short string per user agent.
+def known_device(user_agent: str) -> str | None:
+    """The device of ``user_agent`` if this process knows it already, without parsing."""
+    return _devices.get(user_agent) if user_agent else "desktop"
+
+
+def remember_device(user_agent: str, device: str) -> str:
+    """Cache ``device`` for ``user_agent`` (known from elsewhere, e.g. a visitor's journey)."""
+    if len(_devices) >= UA_CACHE_SIZE:
+        del _devices[next(iter(_devices))]  # the oldest: a user agent in use comes back
+    _devices[user_agent] = device
+    return device
+
+
+def user_agent_key(user_agent: str) -> int:
+    """A stable 63-bit digest of a user agent, for a journey to recognise its own.
+
+    Python's ``hash`` of a string changes with every process; this one does not."""
+    digest = hashlib.blake2b(user_agent.encode(errors="replace"), digest_size=8).digest()
+    return int.from_bytes(digest, "big") >> 1
+
+
+# Parsing takes milliseconds and a site sees few distinct user agents at a time: cache by
+# string, one short string per user agent (device-detector's own cache, check_cache,
+# would keep whole parser objects).
+_devices: dict[str, str] = {}
+
+
+def _parse_device(user_agent: str) -> str:
     parsed = DeviceDetector(user_agent, check_cache=False).parse()
     if parsed.is_bot():
         return "desktop"

@@ -58,3 +58,11 @@ def test_rules_yaml_loads_twenty_rules() -> None:
     rules = load_rules(RULES_YAML)
     assert len(rules) == 20
     assert all(rule.enabled for rule in rules)
+
+
+def test_bench_devices_user_agents_are_distinct_and_of_every_class() -> None:
+    from bench.devices import user_agents
+
+    agents = user_agents(60)
+    assert len(set(agents)) == 60 and agents == user_agents(60)
+    assert {device_of(ua) for ua in agents} == {"desktop", "mobile", "tablet"}

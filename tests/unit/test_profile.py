@@ -2,12 +2,22 @@
 
 from __future__ import annotations
 
+import orjson
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from schemas.events import validate_event
 from schemas.templates import render_template
-from streams.profile import Template, device_of, landing_attributes, pick_locale
+from streams.journey import Journey, apply
+from streams.profile import (
+    Template,
+    device_of,
+    known_device,
+    landing_attributes,
+    pick_locale,
+    user_agent_key,
+)
 
 # --- device ---------------------------------------------------------------------------
 
@@ -63,13 +73,103 @@ def test_device_of(user_agent: str | None, device: str) -> None:
     assert device_of(user_agent) == device
 
 
-def test_device_of_is_cached() -> None:
-    from streams.profile import _device_of
+@pytest.fixture
+def parses(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """The user agents device-detector parses from here on, with an empty cache."""
+    import streams.profile as profile
 
-    device_of(WINDOWS_CHROME)
-    hits = _device_of.cache_info().hits
-    assert device_of(WINDOWS_CHROME) == "desktop"
-    assert _device_of.cache_info().hits == hits + 1
+    seen: list[str] = []
+    parse = profile._parse_device
+
+    def counting(user_agent: str) -> str:
+        seen.append(user_agent)
+        return parse(user_agent)
+
+    monkeypatch.setattr(profile, "_devices", {})
+    monkeypatch.setattr(profile, "_parse_device", counting)
+    return seen
+
+
+def test_device_of_parses_a_user_agent_once_and_keeps_a_bounded_number(
+    parses: list[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import streams.profile as profile
+
+    assert device_of(WINDOWS_CHROME) == device_of(WINDOWS_CHROME) == "desktop"
+    assert parses == [WINDOWS_CHROME]
+    monkeypatch.setattr(profile, "UA_CACHE_SIZE", 2)
+    for user_agent in (IPHONE_SAFARI, IPAD_SAFARI, WINDOWS_CHROME):
+        device_of(user_agent)
+    # The oldest (Windows) made room for the iPad, and is parsed again.
+    assert parses == [WINDOWS_CHROME, IPHONE_SAFARI, IPAD_SAFARI, WINDOWS_CHROME]
+    assert len(profile._devices) == 2
+    assert known_device(IPHONE_SAFARI) is None and known_device(WINDOWS_CHROME) == "desktop"
+
+
+def test_user_agent_key_is_stable_across_processes() -> None:
+    # A journey saved by one worker is read by another: Python's str hash would differ.
+    import subprocess
+    import sys
+
+    code = f"from streams.profile import user_agent_key; print(user_agent_key({IPHONE_SAFARI!r}))"
+    other = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                           check=True, env={"PYTHONHASHSEED": "random"})  # fmt: skip
+    assert int(other.stdout) == user_agent_key(IPHONE_SAFARI)
+    assert 0 <= user_agent_key(IPHONE_SAFARI) < 2**63
+    assert user_agent_key(IPHONE_SAFARI) != user_agent_key(IPAD_SAFARI)
+
+
+def _seen(journey: Journey, user_agent: str, t: int) -> Journey:
+    """``journey`` after a ping with ``user_agent``, saved and loaded as a worker does."""
+    ping = validate_event({"event_id": f"e{t}", "type": "page_ping", "visitor_id": "v1",
+                           "site_id": "shop", "ts": t, "url": "https://shop.example/",
+                           "user_agent": user_agent})  # fmt: skip
+    apply(journey, ping, t)
+    return Journey.from_dict(orjson.loads(orjson.dumps(journey.to_dict())))
+
+
+def test_a_journey_keeps_its_device_across_a_restart_without_parsing_again(
+    parses: list[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import streams.profile as profile
+
+    journey = _seen(Journey("v1", "shop"), IPHONE_SAFARI, 1)
+    assert journey.device == "mobile" and parses == [IPHONE_SAFARI]
+
+    monkeypatch.setattr(profile, "_devices", {})  # a new process: nothing cached
+    journey = _seen(journey, IPHONE_SAFARI, 2)
+    assert journey.device == "mobile" and parses == [IPHONE_SAFARI]
+    assert known_device(IPHONE_SAFARI) == "mobile"  # and the process knows it now
+
+
+def test_a_journey_whose_user_agent_changed_is_not_given_the_old_device(
+    parses: list[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import streams.profile as profile
+
+    # The iPhone's device is known to the process, so the journey keeps its key; then the
+    # visitor's user agent changes to a known tablet, then to a new desktop one.
+    device_of(IPAD_SAFARI)
+    journey = _seen(Journey("v1", "shop"), IPHONE_SAFARI, 1)
+    journey = _seen(journey, IPAD_SAFARI, 2)
+    assert journey.device == "tablet"
+    monkeypatch.setattr(profile, "_devices", {})
+    journey = _seen(journey, IPHONE_SAFARI, 3)  # the old key must not answer "tablet"
+    assert journey.device == "mobile"
+    # Same class, another user agent: the key may stay, the device is still right.
+    journey = _seen(journey, ANDROID_PHONE_CHROME, 4)
+    monkeypatch.setattr(profile, "_devices", {})
+    assert _seen(journey, IPAD_SAFARI, 5).device == "tablet"
+    assert parses == [IPAD_SAFARI, IPHONE_SAFARI, IPHONE_SAFARI, ANDROID_PHONE_CHROME,
+                      IPAD_SAFARI]  # fmt: skip
+
+
+def test_a_journey_saved_before_it_kept_a_key_still_loads() -> None:
+    journey = Journey("v1", "shop")
+    journey.device = "tablet"
+    data = journey.to_dict()
+    del data["ua_key"]
+    assert _seen(Journey.from_dict(data), IPHONE_SAFARI, 1).device == "mobile"
 
 
 # --- landing --------------------------------------------------------------------------
