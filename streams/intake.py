@@ -13,8 +13,10 @@ through Faust's conductor, so the tables stay co-partitioned with it), the table
 their recovery, flow control during rebalances, and offset commits. Once a batch is
 handled the intake marks its offsets acknowledged, as ``Consumer.ack`` would for each
 message, and Faust's commit timer commits them. A revocation forgets what was gathered
-(Faust seeks back to the committed offsets once the rebalance is over) and waits for the
-batch in hand, as Faust waits for its agents' events in flight.
+(the rebalance gives every partition a fresh position, from its committed offset) and
+waits for the batch in hand, as Faust waits for its agents' events in flight. Records
+dropped from a fetch within a generation (the flow stopped or the partition paused
+since the fetch began) are fetched again: the intake seeks their partition back.
 
 Under ``exactly_once`` the worker keeps a Faust agent instead: Faust's transactions
 follow the event an agent is processing.
@@ -25,9 +27,11 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Awaitable, Callable, Mapping, Sequence
+from contextlib import suppress
 from typing import Any, Protocol, cast
 
 import faust
+from aiokafka.errors import IllegalStateError
 from faust.transport.drivers.aiokafka import Consumer as FaustConsumer
 from faust.types import TP
 
@@ -85,34 +89,44 @@ class Intake:
             each fetch before Faust sees it."""
 
             async def _wait_next_records(self, timeout: float) -> Any:
-                generation = self.app.consumer_generation_id
                 records, active = await super()._wait_next_records(timeout)
                 if records:
-                    await intake.take(self, records, active, generation)
+                    await intake.take(self, records, active)
                 return records, active
 
         return Consumer
 
-    async def take(
-        self, consumer: FaustConsumer, records: Any, active: Any, generation: int
-    ) -> None:
-        """Move the intake's topics' records from a fetch to the gathered ones."""
+    async def take(self, consumer: FaustConsumer, records: Any, active: Any) -> None:
+        """Move the intake's topics' records from a fetch, just returned, to the gathered
+        ones.
+
+        The fetch belongs to the group generation current as it returns, as in Faust's
+        ``getmany``, not to the one current when the fetcher began to wait: that wait
+        can span a whole rebalance, and a fetch after it reads from the positions
+        Faust sought to. Dropping such a fetch would skip its records for good.
+        """
         mine = {tp: records.pop(tp) for tp in [tp for tp in records if tp.topic in self.handlers]}
-        if not mine or not consumer.flow_active:
-            # A rebalance began after the fetch: Faust seeks back to the committed
-            # offsets once it is over, and these records come again.
+        if not mine:
             return
-        if consumer.app.consumer_generation_id != generation:
-            # Fetched before a rebalance that is over now: the partitions may be another
-            # worker's, and Faust has sought back to the committed offsets.
+        if not consumer.flow_active:
+            # A rebalance began after the fetch: these records come again once it is over.
+            await self._seek_back(consumer, mine)
             return
+        generation = consumer.app.consumer_generation_id
         if self._pending and generation != self._generation:
+            # Gathered before a rebalance that is over now: the partitions may be
+            # another worker's, and Faust has sought back to the committed offsets.
             self._drop()
         self._consumer, self._generation = consumer, generation
+        paused: dict[Any, list[Any]] = {}
         for tp, batch in mine.items():
             if active is None or tp in active:
                 self._pending.setdefault(tp, []).extend(batch)
                 self._pending_n += len(batch)
+            else:  # paused since the fetch began (a table's recovery)
+                paused[tp] = batch
+        if paused:
+            await self._seek_back(consumer, paused)
         if self._pending_n:
             self._fetched.set()
         while self._pending_n >= self.batch_max:  # a full batch waits already
@@ -167,6 +181,22 @@ class Intake:
         if self._pending_n < self.batch_max:
             self._room.set()
         return batch
+
+    @staticmethod
+    async def _seek_back(consumer: FaustConsumer, dropped: Mapping[Any, list[Any]]) -> None:
+        """Move each partition's position back to its first dropped record, as if the
+        fetch had not happened.
+
+        Faust seeks to the committed offsets once a rebalance is over, but aiokafka's
+        ``seek_to_committed`` leaves a partition with no committed offset where it is:
+        past the dropped records, which would never come again. (Records dropped in an
+        earlier generation need no seek: a rebalance gives every partition a fresh
+        position, from its committed offset or the start.)"""
+        assigned = consumer.assignment()
+        for tp, batch in dropped.items():
+            if tp in assigned:
+                with suppress(IllegalStateError):  # revoked meanwhile: it starts afresh
+                    await consumer.seek(TP(tp.topic, tp.partition), batch[0].offset)
 
     def _drop(self) -> None:
         """Forget the gathered records: Faust seeks back to the committed offsets after a

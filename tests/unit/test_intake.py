@@ -36,12 +36,20 @@ class StandInConsumer:
         self._acked_index: defaultdict[TP, set[int]] = defaultdict(set)
         self._gap: defaultdict[TP, IntervalTree] = defaultdict(IntervalTree)
         self._n_acked = 0
+        self.assigned = {TP("clicks", p) for p in range(4)}
+        self.positions: dict[TP, int] = {}  # where seeks put a partition's fetching
         self.app = SimpleNamespace(
             monitor=SimpleNamespace(track_tp_end_offset=lambda *a: None), consumer_generation_id=0
         )
 
     def highwater(self, tp: TP) -> int:
         return 100
+
+    def assignment(self) -> set[TP]:
+        return self.assigned
+
+    async def seek(self, tp: TP, offset: int) -> None:
+        self.positions[tp] = offset
 
     def commit(self, tp: TP) -> int | None:
         """What Faust's commit would commit now, and note it committed."""
@@ -80,7 +88,7 @@ def fetch_and_handle(
     """One fetch reaches the intake, and everything it gathered is handled."""
 
     async def scenario() -> None:
-        fetching = asyncio.ensure_future(intake.take(consumer, fetch, active, 0))  # type: ignore[arg-type]
+        fetching = asyncio.ensure_future(intake.take(consumer, fetch, active))  # type: ignore[arg-type]
         await asyncio.sleep(0)
         while intake._pending_n or not fetching.done():
             await (intake.handle_next() if intake._pending_n else asyncio.sleep(0))
@@ -108,23 +116,30 @@ def test_a_fetch_is_split_one_batch_per_topic_and_other_topics_stay_for_faust() 
     assert consumer._read_offset[TP("clicks", 0)] == 1
 
 
-def test_records_fetched_as_a_rebalance_began_are_dropped_for_faust_to_fetch_again() -> None:
+def test_records_fetched_as_a_rebalance_began_are_dropped_and_fetched_again() -> None:
+    # aiokafka's seek to the committed offsets leaves a partition that has none where it
+    # is: the intake puts it back on the first record it dropped.
     intake, handled = intake_of("clicks")
     consumer = StandInConsumer()
     consumer.flow_active = False
-    fetch = {TopicPartition("clicks", 0): records("clicks", 0, 0, 1)}
+    consumer.assigned = {TP("clicks", 0), TP("clicks", 1)}
+    fetch = {TopicPartition("clicks", 0): records("clicks", 0, 7, 8),
+             TopicPartition("clicks", 1): records("clicks", 1, 0, 1),
+             TopicPartition("clicks", 2): records("clicks", 2, 4)}  # fmt: skip
     fetch_and_handle(intake, consumer, fetch)
     assert handled["clicks"] == [] and fetch == {}
     assert consumer.commit(TP("clicks", 0)) is None
+    assert consumer.positions == {TP("clicks", 0): 7, TP("clicks", 1): 0}  # 2: revoked
 
 
-def test_partitions_not_active_when_fetched_are_not_handled() -> None:
+def test_partitions_paused_since_the_fetch_began_are_fetched_again_not_handled() -> None:
     intake, handled = intake_of("clicks")
     consumer = StandInConsumer()
-    fetch = {TopicPartition("clicks", 0): records("clicks", 0, 0),
+    fetch = {TopicPartition("clicks", 0): records("clicks", 0, 3, 4),
              TopicPartition("clicks", 1): records("clicks", 1, 0)}  # fmt: skip
     fetch_and_handle(intake, consumer, fetch, {TP("clicks", 1)})
     assert [[r.partition for r in b] for b in handled["clicks"]] == [[1]]
+    assert consumer.positions == {TP("clicks", 0): 3}
 
 
 def test_handled_offsets_commit_past_gaps_between_batches() -> None:
@@ -166,7 +181,7 @@ def test_fetching_waits_while_a_full_batch_is_gathered_and_goes_on_as_it_is_hand
 
     async def scenario() -> None:
         fetching = asyncio.ensure_future(
-            intake.take(consumer, {TP("clicks", 0): records("clicks", 0, 0, 1, 2)}, None, 0)  # type: ignore[arg-type]
+            intake.take(consumer, {TP("clicks", 0): records("clicks", 0, 0, 1, 2)}, None)  # type: ignore[arg-type]
         )
         await asyncio.sleep(0.01)
         assert not fetching.done()  # three gathered: a full batch waits
@@ -194,7 +209,7 @@ def test_a_revocation_forgets_what_was_gathered_and_waits_for_the_batch_in_hand(
         consumer = StandInConsumer()
         running = asyncio.ensure_future(intake.run())
         fetching = asyncio.ensure_future(
-            intake.take(consumer, {TP("clicks", 0): records("clicks", 0, 0, 1, 2, 3)}, None, 0)  # type: ignore[arg-type]
+            intake.take(consumer, {TP("clicks", 0): records("clicks", 0, 0, 1, 2, 3)}, None)  # type: ignore[arg-type]
         )
         await asyncio.sleep(0.01)
         fetching.cancel()  # Faust cancels its fetcher and tasks as a rebalance begins
@@ -219,10 +234,10 @@ def test_while_a_batch_is_in_hand_the_fetcher_pauses_a_little_not_for_the_whole_
     async def scenario() -> None:
         consumer = StandInConsumer()
         running = asyncio.ensure_future(intake.run())
-        await intake.take(consumer, {TP("clicks", 0): records("clicks", 0, 0)}, None, 0)  # type: ignore[arg-type]
+        await intake.take(consumer, {TP("clicks", 0): records("clicks", 0, 0)}, None)  # type: ignore[arg-type]
         await asyncio.sleep(0)  # the batch is in hand
         fetching = asyncio.ensure_future(
-            intake.take(consumer, {TP("clicks", 0): records("clicks", 0, 1)}, None, 0)  # type: ignore[arg-type]
+            intake.take(consumer, {TP("clicks", 0): records("clicks", 0, 1)}, None)  # type: ignore[arg-type]
         )
         await asyncio.sleep(FETCH_PAUSE_S / 5)
         assert not fetching.done()  # no fetch while records trickle in
@@ -233,11 +248,39 @@ def test_while_a_batch_is_in_hand_the_fetcher_pauses_a_little_not_for_the_whole_
     asyncio.run(scenario())
 
 
-def test_records_fetched_before_a_rebalance_that_is_over_are_not_handled() -> None:
+def test_records_gathered_before_a_rebalance_that_is_over_are_not_handled() -> None:
     # The partitions may be another worker's now; Faust sought back to the committed offsets.
     intake, handled = intake_of("clicks")
     consumer = StandInConsumer()
+    consumer.app.consumer_generation_id = 1
+    asyncio.run(intake.take(consumer, {TP("clicks", 0): records("clicks", 0, 7, 8)}, None))  # type: ignore[arg-type]
     consumer.app.consumer_generation_id = 2
-    fetch = {TopicPartition("clicks", 0): records("clicks", 0, 7, 8)}
-    asyncio.run(intake.take(consumer, fetch, None, 1))  # type: ignore[arg-type]
-    assert fetch == {} and intake._pending_n == 0 and handled["clicks"] == []
+    asyncio.run(intake.handle_next())
+    assert intake._pending_n == 0 and handled["clicks"] == []
+    assert consumer.commit(TP("clicks", 0)) is None
+
+
+def test_a_fetch_that_waited_out_a_rebalance_is_handled_not_skipped(monkeypatch: Any) -> None:
+    # Faust's fetcher waits for the flow to resume, which can take a whole rebalance, and
+    # then fetches from the offsets it sought to. Those records belong to the new
+    # generation: dropped, nothing would fetch them again.
+    intake, handled = intake_of("clicks")
+    stand_in = StandInConsumer()
+
+    async def rebalance_then_fetch(self: Any, timeout: float) -> Any:
+        stand_in.app.consumer_generation_id = 2
+        return {TopicPartition("clicks", 0): records("clicks", 0, 3, 4)}, None
+
+    monkeypatch.setattr(FaustConsumer, "_wait_next_records", rebalance_then_fetch)
+    consumer_class = intake._consumer_class()
+    consumer = consumer_class.__new__(consumer_class)
+    consumer.__dict__.update(vars(stand_in), highwater=stand_in.highwater)  # shares its books
+
+    async def scenario() -> None:
+        fetch, _ = await consumer._wait_next_records(1.0)
+        assert fetch == {}  # taken by the intake
+        await intake.handle_next()
+
+    asyncio.run(scenario())
+    assert [[r.offset for r in b] for b in handled["clicks"]] == [[3, 4]]
+    assert stand_in.commit(TP("clicks", 0)) == 5
