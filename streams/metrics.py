@@ -52,7 +52,8 @@ METRIC_NAMES: Final = frozenset({
     "beckon_events_total", "beckon_dlq_total", "beckon_decisions_total",
     "beckon_invitations_total", "beckon_responses_total", "beckon_trigger_latency_seconds",
     "beckon_processing_lag_seconds", "beckon_consumer_lag_messages",
-    "beckon_rebalances_total", "beckon_journeys", "beckon_batch_seconds",
+    "beckon_rebalances_total", "beckon_replayed_events_total", "beckon_journeys",
+    "beckon_batch_seconds",
     "beckon_collector_requests_total", "beckon_collector_events_total",
     "beckon_collector_request_seconds",
     "beckon_delivery_invitations_total", "beckon_delivery_streams",
@@ -108,6 +109,7 @@ class Tally:
     invitations: list[tuple[str, str]] = field(default_factory=list)  # (rule, triggered_at)
     answers: dict[tuple[str, str], int] = field(default_factory=dict)  # (rule, response)
     new_journeys: int = 0
+    replayed: int = 0  # records skipped: their journey holds them already
 
     def event(self, partition: int, kind: str) -> None:
         self.types[kind] = self.types.get(kind, 0) + 1
@@ -160,6 +162,12 @@ class WorkerMetrics:
         )  # fmt: skip
         self.rebalances = Counter("beckon_rebalances_total", "Partition assignments received",
                                   registry=r)  # fmt: skip
+        self.replayed = Counter(
+            "beckon_replayed_events_total",
+            "Clickstream records read again after a restart or rebalance and skipped: "
+            "their journey holds them already",
+            registry=r,
+        )
         self.journeys = Gauge("beckon_journeys", "Journeys (visitors) in this worker's table",
                               registry=r)  # fmt: skip
         self.batch_seconds = Histogram("beckon_batch_seconds", "Time to handle one batch",
@@ -192,6 +200,8 @@ class WorkerMetrics:
             self._lagging.add(partition)
         if tally.new_journeys:
             self.journeys.inc(tally.new_journeys)
+        if tally.replayed:
+            self.replayed.inc(tally.replayed)
 
     def assigned(self, partitions: Iterable[int]) -> None:
         """A rebalance gave this worker ``partitions``: forget the lag of the others."""

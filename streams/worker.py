@@ -8,10 +8,10 @@ this module only moves bytes and keeps time.
 Guarantee (at least once, no loss): for each batch the worker sends its invitations,
 decisions and dead letters and waits for Kafka's acks *before* it writes the journeys
 back to the changelogged table, and Faust commits the input offsets only after that.
-A crash in between replays the batch: events whose state was already saved are
-recognised by their ``event_id`` and ignored; the others decide again, with the same
-deterministic ids, so a copy may reach the topic but nothing is lost. The shipped
-consumer drops copies.
+A crash in between, or a rebalance before Faust's next commit, replays the batch:
+records whose state was already saved are skipped (``journey.folded_already``); the
+others decide again, with the same deterministic ids, so a copy may reach the topic but
+nothing is lost. The shipped consumer drops copies.
 
 Time: each partition has an event-time clock, the latest event time seen on it plus the
 wall time since that event arrived. A planned instant fires once its partition's clock
@@ -39,7 +39,7 @@ from schemas.events import ClickEvent, parse_event
 from streams.dwell import Key, PageWindow, encode_key, fold
 from streams.engine import Limits, Step, advance, tick
 from streams.intake import Intake, Record
-from streams.journey import Journey
+from streams.journey import Journey, folded_already
 from streams.metrics import Tally, WorkerMetrics
 from streams.rules import CompiledRules
 from streams.settings import Settings
@@ -154,13 +154,17 @@ class Pipeline:
                 tally.dead_letter(parsed[0])
                 continue
             self.clocks.saw(message.partition, parsed.ts, wall)
-            tally.event(message.partition, parsed.type)
             vkey = message.key
             assert vkey is not None  # _parse checked it is the visitor id
             journey = journeys.get(vkey) or self._load(vkey, partition_of(vkey, n))
             if journey is None:
                 tally.new_journeys += 1
+            elif folded_already(journey, message.partition, message.offset, parsed.ts):
+                tally.replayed += 1
+                continue
+            tally.event(message.partition, parsed.type)
             journey, step = advance(journey, parsed, rules, self.limits)
+            journey.read_to = [message.partition, message.offset]
             journeys[vkey] = journey
             wakeups[vkey] = step.wakeup
             outputs += self._outputs(vkey, step, tally)

@@ -4,6 +4,7 @@ its bookkeeping; the integration tests run the real worker on the real broker.""
 from __future__ import annotations
 
 import asyncio
+import itertools
 from collections.abc import Sequence
 from types import SimpleNamespace
 from typing import Any
@@ -71,12 +72,16 @@ class StandInApp:
     timer = agent
 
 
+_offsets = itertools.count()  # one counter for every partition: offsets only grow
+
+
 def batch(*messages: tuple[bytes, bytes], partitions: int = 4) -> Sequence[Any]:
-    """Records as the intake hands them to ``Pipeline.handle``."""
+    """Records as the intake hands them to ``Pipeline.handle``, at offsets after every
+    earlier batch's."""
     return [
-        SimpleNamespace(key=key, value=value, topic="clickstream", offset=n,
+        SimpleNamespace(key=key, value=value, topic="clickstream", offset=next(_offsets),
                         partition=partition_of(key, partitions))
-        for n, (key, value) in enumerate(messages)
+        for key, value in messages
     ]  # fmt: skip
 
 
