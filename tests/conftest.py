@@ -16,10 +16,16 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+from hypothesis import settings as hypothesis_settings
 
 from streams import broker
 from streams.settings import KAFKA_VERSION, Settings, load_settings
 from streams.topics import TopicSpec, ensure_topics
+
+# Property tests check behaviour, not speed: hypothesis' default 200 ms deadline per
+# example would fail them on a machine busy with a broker and workers.
+hypothesis_settings.register_profile("beckon", deadline=None)
+hypothesis_settings.load_profile("beckon")
 
 
 def _free_port() -> int:
