@@ -115,7 +115,7 @@ class Intake:
         generation = consumer.app.consumer_generation_id
         if self._pending and generation != self._generation:
             # Gathered before a rebalance that is over now: the partitions may be
-            # another worker's, and Faust has sought back to the committed offsets.
+            # another worker's, and every partition has a fresh position.
             self._drop()
         self._consumer, self._generation = consumer, generation
         paused: dict[Any, list[Any]] = {}
@@ -199,8 +199,8 @@ class Intake:
                     await consumer.seek(TP(tp.topic, tp.partition), batch[0].offset)
 
     def _drop(self) -> None:
-        """Forget the gathered records: Faust seeks back to the committed offsets after a
-        rebalance, and they come again."""
+        """Forget the gathered records: after the rebalance every partition reads on from
+        its committed offset, and they come again."""
         self._pending.clear()
         self._pending_n = 0
         self._fetched.clear()
