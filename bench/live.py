@@ -21,7 +21,11 @@ its own topics, each worker group its own app id, data dirs and output topics.
    Start-up apart: spawn to Faust's "Ready" and to the first commit. Memory: VmRSS at the
    end minus a baseline (a worker with the same rules, 3 s after "Ready" on empty topics)
    per 100,000 visitors; and VmRSS growth from 25% to 100% of the input per 100,000
-   visitors first seen there (no start-up costs). The data dir's size on disk.
+   visitors first seen there (no start-up costs). The data dir's size on disk. Then
+   the invitations against ``beckon backtest`` of the same events, by id: the workers
+   run on until every instant had its chance (the last ones lie up to the presence
+   timeout after their partition's last event, reached in wall time), and missing,
+   extra ids and copies are counted.
 4. Two workers, one fresh group, the same topic: combined events/s, measured alike.
 5. Paced latency, with the default grace and with ``--grace``: an idle worker on fresh
    topics, then ``--rate`` events/s for ``--paced-seconds``, each ``ts`` rewritten to the
@@ -267,6 +271,40 @@ def outputs(settings: Settings) -> str:
                       for t in (settings.topic_invitations, settings.topic_dlq))  # fmt: skip
 
 
+def backtest_ids(settings: Settings, n: int, visitors: int, seed: int) -> set[str]:
+    """The invitation ids ``beckon backtest`` gives for the preloaded events."""
+    from schemas.rules import load_rules
+    from streams.backtest import Result, read_events, run
+    from streams.engine import Limits
+    from streams.rules import CompiledRules
+
+    result = Result()
+    rules = CompiledRules.of(load_rules(RULES_YAML))
+    run(read_events(generate(n, visitors, seed), result), rules, Limits.of(settings), result)
+    return {i["invitation_id"] for i in result.invitations}
+
+
+def against_backtest(settings: Settings, expected: set[str]) -> tuple[str, str]:
+    """The invitations written, against the backtest's, once every instant had its chance:
+    "N / M" (invitations / dead letters) and how they compare.
+
+    A replay's last instants lie up to the presence timeout after the last event of
+    their partition, and the partition's clock reaches them in wall time: wait that
+    long (less once all are there) before counting."""
+    deadline = time.monotonic() + settings.presence_timeout_s + settings.grace_s + 5
+    while True:
+        ids = [orjson.loads(r.value)["invitation_id"]
+               for r in read_topic(settings, settings.topic_invitations)]  # fmt: skip
+        if expected <= set(ids) or time.monotonic() > deadline:
+            break
+        time.sleep(2)
+    found = set(ids)
+    dead = len(read_topic(settings, settings.topic_dlq))
+    return (f"{len(ids)} / {dead}",
+            f"backtest {len(expected)}: {len(expected - found)} missing, "
+            f"{len(found - expected)} extra, {len(ids) - len(found)} copies")  # fmt: skip
+
+
 # --- the phases -------------------------------------------------------------------------
 
 
@@ -309,9 +347,11 @@ def raw_ceiling(settings: Settings, total: int) -> float:
 
 
 def consume(settings: Settings, rules: Path, folder: Path, n: int, curve: list[int],
-            total: int, *, floor: bool = False) -> dict[str, Any]:  # fmt: skip
+            total: int, *, expected: set[str] | None = None,
+            floor: bool = False) -> dict[str, Any]:  # fmt: skip
     """``n`` workers of one fresh group over the preloaded topic, until they consumed it
-    (with ``floor``, Faust agents that only count)."""
+    (with ``floor``, Faust agents that only count); then their invitations against the
+    ``expected`` ids of the backtest."""
     from kafka import KafkaAdminClient
 
     admin = KafkaAdminClient(**settings.kafka_python_config())
@@ -347,13 +387,16 @@ def consume(settings: Settings, rules: Path, folder: Path, n: int, curve: list[i
             "growth_mb_per_100k": (done[2] - quarter[2]) / max(1, later) * 100_000,
             "progress": progress,
         }
+        if expected is not None:
+            result["outputs"], result["versus"] = against_backtest(settings, expected)
     finally:
         for w in workers:
             w.stop()
         admin.close()
     files = [f for f in settings.data_path.rglob("*") if f.is_file()]
     result["data_dir_mb"] = sum(f.stat().st_size for f in files) / 1e6
-    result["outputs"] = "-" if floor else outputs(settings)
+    if "outputs" not in result:
+        result["outputs"] = "-" if floor else outputs(settings)
     result["problems"] = sum((w.problems() for w in workers), Counter())
     return result
 
@@ -446,7 +489,7 @@ def report(r: dict[str, Any]) -> str:
         ("  VmRSS growth per 100k new visitors", f"{one['growth_mb_per_100k']:,.0f} MB",
          "from 25% to 100% of the input"),
         ("  data dir on disk", f"{one['data_dir_mb']:,.1f} MB", ""),
-        ("  invitations / dead letters", one["outputs"], ""),
+        ("  invitations / dead letters", one["outputs"], one.get("versus", "")),
     ]  # fmt: skip
     if two := r.get("two"):
         rows += [
@@ -455,7 +498,7 @@ def report(r: dict[str, Any]) -> str:
             ("  events/s from 10% to 90% of the input", f"{two['middle_per_s']:,.0f}", ""),
             ("  CPU while consuming (both)", f"{two['cpu_share']:.0%} of a core", ""),
             ("  VmRSS at the end", " / ".join(f"{m} MB" for m in two["rss_mb"]), ""),
-            ("  invitations / dead letters", two["outputs"], ""),
+            ("  invitations / dead letters", two["outputs"], two.get("versus", "")),
         ]  # fmt: skip
     for p in r.get("paced", []):
         verdict = "meets" if p["p99_ms"] < TARGET_P99_MS else "misses"
@@ -514,6 +557,8 @@ def main(argv: list[str] | None = None) -> int:
         say(f"preloading {args.events:,} events into {source.topic_clickstream}")
         total, curve = preload(source, args.events, args.visitors, args.seed)
         r.update(events=total, visitors=curve[-1])
+        say("the backtest of the same events")
+        expected = backtest_ids(base, args.events, args.visitors, args.seed)
         shared = {"topic_clickstream": source.topic_clickstream}
         if "raw" not in args.skip:
             say("raw ceiling")
@@ -533,7 +578,7 @@ def main(argv: list[str] | None = None) -> int:
             if phase not in args.skip:
                 say(f"{phase} worker(s) over the preloaded topic")
                 settings = group_settings(base, f"{run}.{phase}", folder, **shared)
-                r[phase] = consume(settings, rules, folder, n, curve, total)
+                r[phase] = consume(settings, rules, folder, n, curve, total, expected=expected)
         if "paced" not in args.skip:
             say(f"generating {args.rate * args.paced_seconds:,.0f} events to pace")
             ratio = max(1, args.events // max(1, args.visitors))
