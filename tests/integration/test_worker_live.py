@@ -70,6 +70,20 @@ def _start_worker(env: dict[str, str], rules: Path, log: IO[bytes]) -> subproces
     )  # fmt: skip
 
 
+def _stop(*workers: subprocess.Popen[bytes]) -> None:
+    """Stop the workers as an operator would (SIGTERM), all at once."""
+    for worker in workers:
+        worker.terminate()
+    for worker in workers:
+        worker.wait(timeout=60)
+
+
+def _publish_lines(pub: Publisher, lines: list[bytes]) -> None:
+    """Recorded events, each keyed by its visitor id as the collector keys them."""
+    for line in lines:
+        pub.publish_raw(orjson.loads(line)["visitor_id"].encode(), line)
+
+
 def _read(
     settings: Settings,
     topic: str,
@@ -146,8 +160,7 @@ def test_live_worker_gives_the_backtests_invitations_and_routes_poison_to_the_dl
             with Publisher(settings) as pub:
                 for key, value in poison[:2]:
                     pub.publish_raw(key, value)
-                for line in lines:
-                    pub.publish_raw(orjson.loads(line)["visitor_id"].encode(), line)
+                _publish_lines(pub, lines)
                 for key, value in poison[2:]:
                     pub.publish_raw(key, value)
             records = _read(settings, settings.topic_invitations, len(expected), timeout_s=90)
@@ -155,8 +168,7 @@ def test_live_worker_gives_the_backtests_invitations_and_routes_poison_to_the_dl
             dwell = _read(settings, settings.topic_dwell, 10**9, timeout_s=30,
                           enough=lambda got: _latest(got) == expected_dwell)  # fmt: skip
         finally:
-            worker.terminate()
-            worker.wait(timeout=60)
+            _stop(worker)
 
     got = [(orjson.loads(r.value)["invitation_id"], orjson.loads(r.value)["triggered_at"])
            for r in records]  # fmt: skip
@@ -213,8 +225,7 @@ def test_rules_applied_mid_stream_take_over_and_dwell_fires_within_grace_without
                 invitations = _read(settings, settings.topic_invitations, 2, timeout_s=30)
                 decisions = _read(settings, settings.topic_decisions, 2, timeout_s=10)
         finally:
-            worker.terminate()
-            worker.wait(timeout=60)
+            _stop(worker)
 
     log_text = (tmp_path / "worker.log").read_text(errors="replace")
     first_inv = orjson.loads(a.value)
@@ -259,8 +270,7 @@ def test_kill_9_part_way_and_restart_gives_the_backtests_invitations(
         first = _start_worker(env, rules, log)
         try:
             with Publisher(settings) as pub:
-                for line in lines[:half]:
-                    pub.publish_raw(orjson.loads(line)["visitor_id"].encode(), line)
+                _publish_lines(pub, lines[:half])
             # Let it get part-way, then kill it without a chance to commit or flush.
             _read(settings, settings.topic_invitations, len(expected) // 4, timeout_s=60)
         finally:
@@ -269,12 +279,10 @@ def test_kill_9_part_way_and_restart_gives_the_backtests_invitations(
         second = _start_worker(env, rules, log)
         try:
             with Publisher(settings) as pub:
-                for line in lines[half:]:
-                    pub.publish_raw(orjson.loads(line)["visitor_id"].encode(), line)
+                _publish_lines(pub, lines[half:])
             records = _read_until(settings, expected)
         finally:
-            second.terminate()
-            second.wait(timeout=60)
+            _stop(second)
 
     got = _identities(records)
     copies = len(got) - len(set(got))
@@ -296,14 +304,10 @@ def test_two_workers_share_the_partitions_and_give_the_backtests_invitations(
         try:
             time.sleep(10)  # both join; the second's arrival rebalances the partitions
             with Publisher(settings) as pub:
-                for line in lines:
-                    pub.publish_raw(orjson.loads(line)["visitor_id"].encode(), line)
+                _publish_lines(pub, lines)
             records = _read_until(settings, expected)
         finally:
-            for worker in workers:
-                worker.terminate()
-            for worker in workers:
-                worker.wait(timeout=60)
+            _stop(*workers)
 
     got = _identities(records)
     log_text = (tmp_path / "worker.log").read_text(errors="replace")
@@ -327,8 +331,7 @@ def test_a_worker_joining_during_a_backlog_gives_the_backtests_invitations(
     rules = _rules_file(tmp_path)
     envs = [{**env, "BECKON_DATA_DIR": str(tmp_path / f"worker-{n}")} for n in (1, 2)]
     with Publisher(settings) as pub:
-        for line in lines:
-            pub.publish_raw(orjson.loads(line)["visitor_id"].encode(), line)
+        _publish_lines(pub, lines)
     with (tmp_path / "worker.log").open("wb") as log:
         workers = [_start_worker(envs[0], rules, log)]
         try:
@@ -336,10 +339,7 @@ def test_a_worker_joining_during_a_backlog_gives_the_backtests_invitations(
             workers.append(_start_worker(envs[1], rules, log))
             records = _read_until(settings, expected)
         finally:
-            for worker in workers:
-                worker.terminate()
-            for worker in workers:
-                worker.wait(timeout=60)
+            _stop(*workers)
 
     got = _identities(records)
     log_text = (tmp_path / "worker.log").read_text(errors="replace")
@@ -423,8 +423,7 @@ def test_transaction_markers_on_the_clickstream_do_not_stall_its_commits(
                 pub.publish_raw(visitor.encode(), event(2))  # offset 4, in a fetch of its own
             final = _wait_committed(settings, partition, 5, timeout_s=30)
         finally:
-            worker.terminate()
-            worker.wait(timeout=60)
+            _stop(worker)
     log_text = (tmp_path / "worker.log").read_text(errors="replace")
     assert after_transactions == 2, log_text[-3000:]
     assert final == 5, log_text[-3000:]
