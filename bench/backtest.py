@@ -43,8 +43,8 @@ import orjson
 from bench.sampler import GcTimer, Sampler
 from schemas.rules import load_rules_file
 from streams.backtest import Result, backtest_file, read_events, run, summary
-from streams.engine import Limits
-from streams.rules import CompiledRules
+from streams.core.engine import Limits
+from streams.core.rules import CompiledRules
 
 TARGET_EPS = 100_000
 
@@ -150,7 +150,7 @@ def _cold_device_s() -> float:
     """How long the first user agent takes (device-detector loads its rules), measured
     in a child process because this one has paid it already."""
     code = (
-        "import time; from streams.profile import device_of; t = time.perf_counter(); "
+        "import time; from streams.core.profile import device_of; t = time.perf_counter(); "
         "device_of('Mozilla/5.0 (X11; Linux x86_64; rv:133.0) Gecko/20100101 Firefox/133.0'); "
         "print(time.perf_counter() - t)"
     )

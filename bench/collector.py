@@ -40,8 +40,8 @@ from typing import Any
 
 import orjson
 
+from streams.kafka.topics import TopicSpec, ensure_topics
 from streams.settings import Settings, load_settings
-from streams.topics import TopicSpec, ensure_topics
 
 TP2 = "iglu:com.snowplowanalytics.snowplow/payload_data/jsonschema/1-0-4"
 PATHS = {

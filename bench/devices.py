@@ -1,8 +1,8 @@
 """What a worker pays for user agents it has not seen: ``python -m bench.devices [--agents N]``.
 
-device-detector parses a user agent in milliseconds; ``streams.profile`` caches the
+device-detector parses a user agent in milliseconds; ``streams.core.profile`` caches the
 result per process, and each journey keeps the key of its visitor's user agent
-(``streams.journey._set_device``). A worker that restarts, or takes over partitions in a
+(``streams.core.journey._set_device``). A worker that restarts, or takes over partitions in a
 rebalance, starts with an empty cache while its visitors' journeys come from the table.
 This measures, on ``--agents`` visitors each with its own user agent (Android phones and
 tablets, iPhones and in-app browsers whose strings carry models and build numbers):
@@ -25,9 +25,9 @@ from typing import Any
 
 import orjson
 
-import streams.profile as profile
+import streams.core.profile as profile
 from schemas.events import ClickEvent, validate_event
-from streams.journey import Journey, apply
+from streams.core.journey import Journey, apply
 
 
 def user_agents(n: int, seed: int = 7) -> list[str]:

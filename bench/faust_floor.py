@@ -1,6 +1,6 @@
 """Faust's agent path: ``python -m bench.faust_floor --bootstrap H:P --topic T --app-id A``.
 
-A Faust app with the worker's settings (``streams.app.create_app``: RocksDB store, raw
+A Faust app with the worker's settings (``streams.worker.app.create_app``: RocksDB store, raw
 serializers, the same commit settings) and one agent that reads the topic with
 ``take_events``, as ``beckon worker`` did before its intake (and still does under
 ``exactly_once``), and only counts. What it reaches is the most a worker reading through
@@ -16,8 +16,8 @@ from typing import Any, cast
 
 import faust
 
-from streams.app import create_app
 from streams.settings import load_settings
+from streams.worker.app import create_app
 
 
 def main(argv: list[str] | None = None) -> int:

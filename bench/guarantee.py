@@ -31,11 +31,11 @@ from kafka import KafkaConsumer
 from bench.clickstream import RULES_YAML, generate
 from schemas.rules import load_rules
 from streams.backtest import Result, read_events, run
-from streams.engine import Limits
-from streams.publisher import Publisher
-from streams.rules import CompiledRules
+from streams.core.engine import Limits
+from streams.core.rules import CompiledRules
+from streams.kafka.publisher import Publisher
+from streams.kafka.topics import ensure_topics
 from streams.settings import Settings, load_settings
-from streams.topics import ensure_topics
 
 _TOPICS = ("clickstream", "invitations", "decisions", "rules", "dlq", "dwell_updates", "dwell")
 

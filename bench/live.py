@@ -2,7 +2,7 @@
 
 Targets (issue 4): at least 10,000 events/s per worker process; p99 trigger latency under
 1 s at 2,000 events/s. Uses the broker at ``--bootstrap`` / ``BECKON_BOOTSTRAP``, else a
-private one (``streams.broker``, free ports, a temporary folder). Workers are real
+private one (``streams.ops.broker``, free ports, a temporary folder). Workers are real
 ``beckon worker --rules`` processes with the 20 rules of ``bench.rules``; each run has
 its own topics, each worker group its own app id, data dirs and output topics.
 
@@ -12,7 +12,7 @@ its own topics, each worker group its own app id, data dirs and output topics.
    Faust's agent path: ``bench.faust_floor``, a Faust app built as the worker's with one
    agent that reads the topic with ``take_events`` and only counts, measured as in 3:
    the most a worker reading through a Faust agent could do (the worker reads through
-   its intake instead, ``streams/intake.py``; under ``exactly_once`` it keeps the agent).
+   its intake instead, ``streams/worker/intake.py``; under ``exactly_once`` it keeps the agent).
 3. One worker, fresh group: events/s from the first move of the group's committed offsets
    to the poll at which they reach the topic's end offsets. Polls are 0.2 s apart and
    Faust commits every 1,000 events or 1 s, so the start is seen ~0.3 s late and the end
@@ -66,10 +66,10 @@ import orjson
 
 from bench.clickstream import RULES_YAML, generate
 from schemas.instants import parse_instant
-from streams import broker
-from streams.publisher import Publisher
+from streams.kafka.publisher import Publisher
+from streams.kafka.topics import TopicSpec, contract_topics, ensure_topics
+from streams.ops import broker
 from streams.settings import Settings, load_settings
-from streams.topics import TopicSpec, contract_topics, ensure_topics
 
 TARGET_EPS, TARGET_P99_MS, POLL_S = 10_000, 1_000, 0.2
 WARMUP_MS = 10 * 60_000  # event time skipped before the paced window: the site fills up
@@ -275,8 +275,8 @@ def backtest_ids(settings: Settings, n: int, visitors: int, seed: int) -> set[st
     """The invitation ids ``beckon backtest`` gives for the preloaded events."""
     from schemas.rules import load_rules
     from streams.backtest import Result, read_events, run
-    from streams.engine import Limits
-    from streams.rules import CompiledRules
+    from streams.core.engine import Limits
+    from streams.core.rules import CompiledRules
 
     result = Result()
     rules = CompiledRules.of(load_rules(RULES_YAML))

@@ -178,7 +178,7 @@ BOT_UA: Final = "Mozilla/5.0 (compatible; Googlebot/2.1; +http://www.google.com/
 
 @dataclass(frozen=True, slots=True)
 class Browser:
-    device: str  # what streams.profile.device_of says for user_agent
+    device: str  # what streams.core.profile.device_of says for user_agent
     user_agent: str
 
 

@@ -4,7 +4,7 @@ An output for dashboards and other consumers, so the model is frozen and
 ``extra="ignore"`` (a newer worker may add fields). Keyed on the topic by the JSON array
 ``[site_id, page, window start in epoch ms]``; the latest record of a key is the whole
 aggregate (the topic is compacted), and a tombstone removes a window past retention.
-What each count means is in ``streams/dwell.py`` and ``docs/worker.md``.
+What each count means is in ``streams/core/dwell.py`` and ``docs/worker.md``.
 """
 
 from __future__ import annotations

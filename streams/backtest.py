@@ -1,7 +1,7 @@
 """``beckon backtest``: the engine over recorded events, offline.
 
 Reads a JSON-lines file of ClickEvents in any order, orders them by event time (ties by
-file order), drives ``streams.engine`` exactly as the live worker does, fires whatever
+file order), drives ``streams.core.engine`` exactly as the live worker does, fires whatever
 is still pending at the end, and returns the invitations and decisions in the order of
 their instants. Lines that are not valid events are counted and kept as examples,
 never fatal.
@@ -19,9 +19,9 @@ from typing import IO, Any
 
 from schemas.errors import InvalidEvent
 from schemas.events import ClickEvent, parse_event
-from streams.engine import END, Limits, advance, tick
-from streams.journey import Journey
-from streams.rules import CompiledRules
+from streams.core.engine import END, Limits, advance, tick
+from streams.core.journey import Journey
+from streams.core.rules import CompiledRules
 
 MAX_EXAMPLES = 10  # bad lines quoted in the report; all are counted
 

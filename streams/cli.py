@@ -8,17 +8,15 @@ from __future__ import annotations
 
 import argparse
 import logging
-import os
-import signal
 import sys
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from types import FrameType
 from typing import Any
 
 from schemas.errors import BeckonError
-from streams import broker, topics
+from streams.kafka import topics
+from streams.ops import broker
 from streams.settings import Settings, load_settings
 
 log = logging.getLogger("beckon")
@@ -95,11 +93,11 @@ def cmd_rules_validate(args: argparse.Namespace, settings: Settings) -> int:
 
 def cmd_rules_apply(args: argparse.Namespace, settings: Settings) -> int:
     from schemas.rules import load_rules_file
-    from streams.rules_topic import apply_rules
+    from streams.kafka.rules_topic import apply_rules
 
     ruleset = load_rules_file(args.file)  # an invalid file stops here: nothing is published
     if args.if_empty:
-        from streams.rules_topic import read_rules
+        from streams.kafka.rules_topic import read_rules
 
         if len(held := read_rules(settings).ruleset):
             print(f"{settings.topic_rules} holds {len(held)} rules: left as they are")
@@ -112,7 +110,7 @@ def cmd_rules_apply(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_replay(args: argparse.Namespace, settings: Settings) -> int:
-    from streams.replay import replay
+    from streams.ops.replay import replay
 
     stats = replay(settings, args.events, rate=args.rate)
     print(
@@ -138,8 +136,8 @@ def cmd_backtest(args: argparse.Namespace, settings: Settings) -> int:
 
     from schemas.rules import load_rules_file
     from streams.backtest import backtest_file, summary
-    from streams.engine import Limits
-    from streams.rules import CompiledRules
+    from streams.core.engine import Limits
+    from streams.core.rules import CompiledRules
 
     rules = CompiledRules.of(load_rules_file(args.rules))
     result = backtest_file(Path(args.events), rules, Limits.of(settings), show_progress=True)
@@ -162,9 +160,9 @@ def _write_lines(target: str | None, records: list[Any], dumps: Callable[[Any], 
 
 def cmd_worker(args: argparse.Namespace, settings: Settings) -> int:
     from schemas.rules import load_rules_file
-    from streams.rules import CompiledRules
-    from streams.rules_topic import RulesInForce, read_rules
-    from streams.worker import run_worker
+    from streams.core.rules import CompiledRules
+    from streams.kafka.rules_topic import RulesInForce, read_rules
+    from streams.worker.pipeline import run_worker
 
     topics.ensure_topics(settings)
     rules: Callable[[], CompiledRules]
@@ -179,7 +177,7 @@ def cmd_worker(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_collector(args: argparse.Namespace, settings: Settings) -> int:
-    from streams.collector import run_collector
+    from streams.collector.server import run_collector
 
     topics.ensure_topics(settings)
     run_collector(settings)
@@ -187,7 +185,7 @@ def cmd_collector(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_delivery(args: argparse.Namespace, settings: Settings) -> int:
-    from streams.delivery import run_delivery
+    from streams.delivery.server import run_delivery
 
     topics.ensure_topics(settings)
     run_delivery(settings)
@@ -195,7 +193,7 @@ def cmd_delivery(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_dashboard(args: argparse.Namespace, settings: Settings) -> int:
-    from streams.dashboard_server import run_dashboard
+    from streams.dashboard.server import run_dashboard
 
     topics.ensure_topics(settings)
     run_dashboard(settings)
@@ -203,72 +201,9 @@ def cmd_dashboard(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_up(args: argparse.Namespace, settings: Settings) -> int:
-    """Everything on this machine until Ctrl-C: broker, worker, collector, delivery, dashboard."""
-    import subprocess
+    from streams.ops.up import run_up
 
-    from schemas.rules import load_rules_file
-    from streams.rules_topic import apply_rules, read_rules
-
-    was_running = broker.status(settings).running
-    state = broker.start(settings)
-    settings = settings.model_copy(update={"bootstrap": state.bootstrap})
-    topics.ensure_topics(settings)
-    if not len(read_rules(settings).ruleset):
-        sample = Path(__file__).resolve().parent.parent / "deploy" / "sample-rules.yaml"
-        if sample.exists():
-            apply_rules(settings, load_rules_file(sample))
-            print(f"  rules: applied {sample} (the rules topic was empty)")
-    # Each service is its own process, as in production; they share the settings through
-    # the environment (the flags given to `beckon up` included).
-    env = {**os.environ, **_environment(settings)}
-    services = {
-        name: subprocess.Popen([sys.executable, "-m", "streams.cli", name], env=env)
-        for name in ("worker", "collector", "delivery", "dashboard")
-    }
-    print(f"Beckon is up. Kafka {settings.kafka_version}: {state}")
-    print(f"  topics:    {', '.join(t.name for t in topics.contract_topics(settings))}")
-    print(f"  demo shop: http://{settings.delivery_host}:{settings.delivery_port}/")
-    print(f"  collector: http://{settings.collector_host}:{settings.collector_port}/v1/events")
-    print(f"  dashboard: http://{settings.dashboard_host}:{settings.dashboard_port}/")
-    print(
-        f"  worker:    pid {services['worker'].pid}, web on http://localhost:{settings.web_port}/"
-    )
-    print("Ctrl-C stops it all.")
-    stopping = False
-
-    def on_signal(signum: int, frame: FrameType | None) -> None:
-        nonlocal stopping
-        stopping = True
-
-    signal.signal(signal.SIGTERM, on_signal)
-    signal.signal(signal.SIGINT, on_signal)
-    while not stopping and all(p.poll() is None for p in services.values()):
-        time.sleep(0.5)
-    for name, process in services.items():
-        if process.poll() is None:
-            print(f"stopping the {name} …")
-            process.terminate()
-    for process in services.values():
-        try:
-            process.wait(timeout=60)
-        except subprocess.TimeoutExpired:
-            process.kill()
-    if not was_running:
-        print("stopping the broker …")
-        broker.stop(settings)
-    return 0 if stopping else 1
-
-
-def _environment(settings: Settings) -> dict[str, str]:
-    """The settings as BECKON_ variables, for child processes (secrets included)."""
-    out = {}
-    for name, value in settings.model_dump().items():
-        if value is None:
-            continue
-        if hasattr(value, "get_secret_value"):
-            value = value.get_secret_value()
-        out[f"BECKON_{name.upper()}"] = str(value)
-    return out
+    return run_up(settings)
 
 
 # --- the parser ---------------------------------------------------------------------------

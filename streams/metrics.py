@@ -41,7 +41,7 @@ if TYPE_CHECKING:
     import faust
     from aiohttp import web
 
-    from streams.delivery import Hub
+    from streams.delivery.server import Hub
 
 # The `_created` series double the series count and no dashboard reads them.
 disable_created_metrics()

@@ -18,9 +18,9 @@ from pathlib import Path
 import pytest
 from hypothesis import settings as hypothesis_settings
 
-from streams import broker
+from streams.kafka.topics import TopicSpec, ensure_topics
+from streams.ops import broker
 from streams.settings import KAFKA_VERSION, Settings, load_settings
-from streams.topics import TopicSpec, ensure_topics
 
 # Property tests check behaviour, not speed: hypothesis' default 200 ms deadline per
 # example would fail them on a machine busy with a broker and workers.

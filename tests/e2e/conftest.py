@@ -20,8 +20,8 @@ import orjson
 import pytest
 from kafka import KafkaConsumer
 
+from streams.kafka.topics import ensure_topics
 from streams.settings import Settings
-from streams.topics import ensure_topics
 from tests.conftest import _free_port
 
 CHROMIUM = "/usr/bin/chromium"

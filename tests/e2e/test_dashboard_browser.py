@@ -17,7 +17,7 @@ from typing import Any
 
 import pytest
 
-from streams.publisher import Publisher
+from streams.kafka.publisher import Publisher
 from streams.settings import Settings
 from tests.e2e.conftest import DWELL_S, _records
 

@@ -107,8 +107,8 @@ def test_a_file_in_time_order_streams_and_a_shuffled_one_gives_the_same_output(
     from bench.clickstream import RULES_YAML, generate
     from schemas.rules import load_rules
     from streams.backtest import backtest_file
-    from streams.engine import Limits
-    from streams.rules import CompiledRules
+    from streams.core.engine import Limits
+    from streams.core.rules import CompiledRules
 
     lines = list(generate(5_000, 400, seed=3))
     ordered, shuffled = tmp_path / "ordered.jsonl", tmp_path / "shuffled.jsonl"

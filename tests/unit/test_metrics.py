@@ -16,7 +16,8 @@ from prometheus_client import CollectorRegistry
 
 from schemas.instants import format_instant, parse_instant
 from schemas.rules import load_rules
-from streams.delivery import Hub
+from streams.core.rules import CompiledRules
+from streams.delivery.server import Hub
 from streams.metrics import (
     METRIC_NAMES,
     CollectorMetrics,
@@ -26,13 +27,12 @@ from streams.metrics import (
     WorkerMetrics,
     family_of,
 )
-from streams.rules import CompiledRules
 from streams.settings import Settings
-from streams.tables import partition_of
-from streams.worker import Pipeline
-from tests.unit.standins import StandInApp, batch, click
-from tests.unit.test_delivery import T0 as DELIVERY_T0
-from tests.unit.test_delivery import invitation
+from streams.worker.pipeline import Pipeline
+from streams.worker.tables import partition_of
+from tests.unit.delivery.test_delivery import T0 as DELIVERY_T0
+from tests.unit.delivery.test_delivery import invitation
+from tests.unit.worker.standins import StandInApp, batch, click
 
 T0 = parse_instant("2026-12-01T10:00:00Z")
 

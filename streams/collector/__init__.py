@@ -1,0 +1,1 @@
+"""The HTTP collector: Beckon JSON, Snowplow and Segment requests in, ClickEvents to Kafka."""

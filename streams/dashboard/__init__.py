@@ -1,0 +1,1 @@
+"""The operators' dashboard: the whole cluster's rates, funnel, lag and DLQ, read from Kafka."""

@@ -1,0 +1,130 @@
+"""The invitation consumer that chat delivery services use.
+
+    from streams.kafka.consumer import InvitationConsumer
+    from streams.settings import load_settings
+
+    with InvitationConsumer(load_settings(), group_id="chat-delivery") as invitations:
+        for invitation in invitations:        # validated schemas.Invitation values
+            show_in_widget(invitation)
+
+Beckon may write an invitation twice after a worker crash; the copy carries the same
+``invitation_id``. This consumer drops such copies, remembering the most recent
+``max_remembered`` ids (a copy arrives within seconds of its original, so a window of
+100,000 ids, about 10 MB, is ample). Messages that are not valid invitations are logged,
+counted in ``invalid`` and skipped: they never stop delivery.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import OrderedDict
+from collections.abc import Iterator
+from typing import Any
+
+from schemas.errors import BrokerError, InvalidInput
+from schemas.invitations import Invitation, parse_invitation
+from streams.settings import Settings
+
+log = logging.getLogger(__name__)
+
+
+class SeenIds:
+    """A set of the last ``capacity`` ids: older ones are forgotten first."""
+
+    def __init__(self, capacity: int) -> None:
+        if capacity < 1:
+            raise ValueError(f"capacity must be at least 1, got {capacity}")
+        self.capacity = capacity
+        self._ids: OrderedDict[str, None] = OrderedDict()
+
+    def add(self, item: str) -> bool:
+        """Remember ``item``; False if it was already remembered (a copy)."""
+        if item in self._ids:
+            self._ids.move_to_end(item)
+            return False
+        self._ids[item] = None
+        if len(self._ids) > self.capacity:
+            self._ids.popitem(last=False)
+        return True
+
+    def __len__(self) -> int:
+        return len(self._ids)
+
+
+class InvitationConsumer:
+    """Validated invitations from the invitations topic, copies dropped."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        group_id: str,
+        topic: str | None = None,
+        from_beginning: bool = False,
+        max_remembered: int = 100_000,
+        **consumer_options: Any,
+    ) -> None:
+        from kafka import KafkaConsumer
+        from kafka.errors import KafkaError
+
+        self.topic = topic or settings.topic_invitations
+        self.seen = SeenIds(max_remembered)
+        self.copies_dropped = 0
+        self.invalid = 0
+        self._stopped = False
+        try:
+            self._consumer = KafkaConsumer(
+                self.topic,
+                **settings.kafka_python_config(),
+                group_id=group_id,
+                client_id=f"beckon-invitations-{group_id}",
+                auto_offset_reset="earliest" if from_beginning else "latest",
+                # The worker may write in Kafka transactions: never show an aborted one.
+                isolation_level="read_committed",
+                enable_auto_commit=True,
+                **consumer_options,
+            )
+        except (KafkaError, OSError) as exc:
+            raise BrokerError(f"cannot reach Kafka at {settings.bootstrap}: {exc}") from exc
+
+    def poll(self, timeout_ms: int = 1000) -> list[Invitation]:
+        """The invitations that arrived within ``timeout_ms``, in partition order."""
+        batches = self._consumer.poll(timeout_ms=timeout_ms)
+        out: list[Invitation] = []
+        for records in batches.values():
+            for record in records:
+                invitation = self._accept(record.value, record.partition, record.offset)
+                if invitation is not None:
+                    out.append(invitation)
+        return out
+
+    def _accept(self, value: bytes | None, partition: int, offset: int) -> Invitation | None:
+        try:
+            invitation = parse_invitation(value or b"")
+        except InvalidInput as exc:
+            self.invalid += 1
+            log.warning("skipped invalid invitation at %s[%d]@%d: %s",
+                        self.topic, partition, offset, exc)  # fmt: skip
+            return None
+        if not self.seen.add(invitation.invitation_id):
+            self.copies_dropped += 1
+            log.info("dropped a copy of invitation %s", invitation.invitation_id)
+            return None
+        return invitation
+
+    def __iter__(self) -> Iterator[Invitation]:
+        while not self._stopped:
+            yield from self.poll()
+
+    def stop(self) -> None:
+        """Make iteration end after the current batch."""
+        self._stopped = True
+
+    def close(self) -> None:
+        self._consumer.close()
+
+    def __enter__(self) -> InvitationConsumer:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

@@ -1,0 +1,279 @@
+"""The rules topic: what a rules message means, reading the rules in force, applying a file.
+
+The topic has one partition and is compacted. Each message is keyed by a rule id (UTF-8)
+and holds that rule's JSON (``rule_to_json``), or no value at all (a tombstone) to delete
+the rule. Folding the topic from its beginning gives the rules in force:
+
+    RuleBook            the pure fold (no Kafka): accepts, replaces, deletes, refuses
+    read_rules()        the whole topic up to its current end, folded into a RuleBook
+    apply_rules()       a rules file published as the whole desired set, in one transaction
+
+A message that does not hold a valid rule is refused with the field at fault, and the rule
+already in force under its key stays in force (the contract: a bad rule never takes a good
+one down with it).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import time
+from collections.abc import Mapping
+from types import MappingProxyType
+from typing import Any, Final
+
+from schemas.errors import BrokerError, InvalidRules
+from schemas.rules import EMPTY_RULES, Rule, RuleSet, parse_rule_message, rule_to_json
+from streams.core.rules import CompiledRules
+from streams.kafka.topics import TopicSpec, ensure_topics
+from streams.settings import Settings
+
+log = logging.getLogger(__name__)
+
+MAX_REFUSALS: Final = 100  # kept for operators to read; every refusal is still counted
+
+
+class RuleBook:
+    """The rules in force after a sequence of rules-topic messages.
+
+    ``latest`` keeps the latest value under every key, accepted or refused, because that
+    is what compaction will keep: ``apply_rules`` compares against it, not against the
+    rules in force, so a refused value on the topic is always overwritten.
+    """
+
+    def __init__(self) -> None:
+        self._rules: dict[str, Rule] = {}
+        self._latest: dict[str, bytes] = {}
+        self._ruleset: RuleSet | None = EMPTY_RULES
+        self.refusals: list[str] = []
+        self.refused = 0
+        self.applied = 0
+
+    def apply(self, key: bytes | None, value: bytes | None) -> str | None:
+        """Fold one message in; return None when accepted, else why it was refused."""
+        self.applied += 1
+        if key is None:
+            return self._refuse("a rules message without a key: the key must be the rule id")
+        try:
+            rule_id = key.decode("utf-8")
+        except UnicodeDecodeError:
+            return self._refuse(f"key {key[:60]!r}: must be the rule id in UTF-8")
+        if value is None:  # a tombstone: deleting a rule that is not there is no error
+            self._latest.pop(rule_id, None)
+            if self._rules.pop(rule_id, None) is not None:
+                self._ruleset = None
+            return None
+        self._latest[rule_id] = value
+        try:
+            rule = parse_rule_message(value)
+        except InvalidRules as exc:
+            return self._refuse(f"key {rule_id!r}: {exc}{self._kept(rule_id)}")
+        if rule.id != rule_id:
+            return self._refuse(
+                f"key {rule_id!r}: rule.id is {rule.id!r}, must equal the message key"
+                f"{self._kept(rule_id)}"
+            )
+        if self._rules.get(rule_id) != rule:
+            self._rules[rule_id] = rule
+            self._ruleset = None
+        return None
+
+    @property
+    def ruleset(self) -> RuleSet:
+        """The rules in force (computed once per change: RuleSet.of sorts and hashes)."""
+        if self._ruleset is None:
+            self._ruleset = RuleSet.of(self._rules.values())
+        return self._ruleset
+
+    @property
+    def latest(self) -> Mapping[str, bytes]:
+        """The latest value per rule id on the topic, accepted or refused."""
+        return MappingProxyType(self._latest)
+
+    def _kept(self, rule_id: str) -> str:
+        if rule_id in self._rules:
+            return f"; the rule {rule_id!r} in force stays in force"
+        return f"; no rule {rule_id!r} is in force"
+
+    def _refuse(self, reason: str) -> str:
+        self.refused += 1
+        self.refusals.append(reason)
+        del self.refusals[:-MAX_REFUSALS]
+        return reason
+
+    def fold(self, record: Any) -> None:
+        """Apply one consumed rules-topic record; a refusal is logged with its offset."""
+        reason = self.apply(record.key, record.value)
+        if reason is not None:
+            log.warning("%s[%d]@%d refused: %s", record.topic, record.partition,
+                        record.offset, reason)  # fmt: skip
+
+    def __repr__(self) -> str:
+        return f"RuleBook(version={self.ruleset.version!r}, refused={self.refused})"
+
+
+def read_rules(settings: Settings, topic: str | None = None, timeout_s: float = 10) -> RuleBook:
+    """Fold the rules topic from its beginning up to its end offset at call time.
+
+    read_committed: a half-applied ``apply_rules`` transaction is never seen, and the end
+    offset is the last stable one, so reading stops before any open transaction.
+    """
+    from kafka import KafkaConsumer, TopicPartition
+    from kafka.errors import KafkaError
+
+    topic = topic or settings.topic_rules
+    book = RuleBook()
+    deadline = time.monotonic() + timeout_s
+    try:
+        consumer = KafkaConsumer(
+            **settings.kafka_python_config(),
+            group_id=None,
+            enable_auto_commit=False,
+            isolation_level="read_committed",
+            client_id="beckon-rules-reader",
+        )
+    except (KafkaError, OSError) as exc:
+        raise BrokerError(f"cannot reach Kafka at {settings.bootstrap}: {exc}") from exc
+    try:
+        partitions = _partitions(consumer, topic, deadline)
+        # The contract says one partition; reading every partition stays right if an
+        # operator made more (each rule id still hashes to a single one).
+        tps = [TopicPartition(topic, p) for p in sorted(partitions)]
+        consumer.assign(tps)
+        consumer.seek_to_beginning(*tps)
+        ends = consumer.end_offsets(tps, timeout_ms=_ms_left(deadline))
+        pending = {tp for tp in tps if ends[tp] > 0}
+        while pending:
+            if time.monotonic() > deadline:
+                raise BrokerError(
+                    f"reading the rules topic {topic!r} took longer than {timeout_s} s"
+                )
+            for tp, records in consumer.poll(timeout_ms=200).items():
+                for record in records:
+                    if record.offset >= ends[tp]:
+                        continue  # committed after the call: the next read sees it
+                    book.fold(record)
+            # Positions pass transaction markers too, so compare positions, not records.
+            pending = {tp for tp in pending if consumer.position(tp) < ends[tp]}
+    except KafkaError as exc:
+        raise BrokerError(f"reading the rules topic {topic!r} failed: {exc}") from exc
+    finally:
+        consumer.close()
+    return book
+
+
+def _partitions(consumer: Any, topic: str, deadline: float) -> set[int]:
+    while True:
+        partitions = consumer.partitions_for_topic(topic)
+        if partitions:
+            return set(partitions)
+        if time.monotonic() > deadline:
+            raise BrokerError(
+                f"the rules topic {topic!r} does not exist (BECKON_TOPIC_RULES); "
+                "`beckon topics create` or `beckon rules apply` creates it"
+            )
+        time.sleep(0.2)
+
+
+def _ms_left(deadline: float) -> int:
+    return max(int((deadline - time.monotonic()) * 1000), 1)
+
+
+def apply_rules(
+    settings: Settings, ruleset: RuleSet, topic: str | None = None
+) -> tuple[list[str], list[str]]:
+    """Make the topic hold exactly ``ruleset``; return (published ids, deleted ids).
+
+    Changed and new rules are sent, unchanged ones are not, and every other id on the
+    topic gets a tombstone: all in one transaction, so a read_committed reader sees the
+    old set or the new one, never a mix.
+    """
+    from kafka import KafkaProducer
+    from kafka.errors import KafkaError
+
+    topic = topic or settings.topic_rules
+    ensure_topics(settings, [TopicSpec(topic, 1, {"cleanup.policy": "compact"})])
+    on_topic = read_rules(settings, topic).latest
+    wanted = {rule.id: rule_to_json(rule) for rule in ruleset}
+    published = sorted(rid for rid, raw in wanted.items() if on_topic.get(rid) != raw)
+    deleted = sorted(set(on_topic) - set(wanted))
+    if not published and not deleted:
+        return [], []
+    try:
+        producer = KafkaProducer(
+            **settings.kafka_python_config(),
+            # One id per rules topic: a second `rules apply` running at the same time
+            # fences the first instead of interleaving with it.
+            transactional_id=f"beckon-rules-apply.{topic}",
+            acks="all",
+            enable_idempotence=True,
+            client_id="beckon-rules-apply",
+        )
+    except (KafkaError, OSError) as exc:
+        raise BrokerError(f"cannot reach Kafka at {settings.bootstrap}: {exc}") from exc
+    try:
+        producer.init_transactions()
+        producer.begin_transaction()
+        try:
+            for rid in published:
+                producer.send(topic, key=rid.encode(), value=wanted[rid])
+            for rid in deleted:
+                producer.send(topic, key=rid.encode(), value=None)
+            producer.commit_transaction()
+        except KafkaError:
+            # If the abort fails too, the broker aborts it at transaction_timeout_ms; the
+            # first error is the one worth reporting.
+            with contextlib.suppress(KafkaError):
+                producer.abort_transaction()
+            raise
+    except KafkaError as exc:
+        raise BrokerError(f"applying the rules to topic {topic!r} failed: {exc}") from exc
+    finally:
+        producer.close()
+    return published, deleted
+
+
+class RulesInForce:
+    """The compiled rules a worker judges with, kept current from the rules topic.
+
+    Starts from ``read_rules`` (so no event is judged before the rules are known), then
+    ``follow`` keeps folding the topic: a new version is compiled once and swapped in
+    whole; a refused rule leaves the rule in force under its id unchanged.
+    """
+
+    def __init__(self, settings: Settings, book: RuleBook) -> None:
+        self.settings, self.book = settings, book
+        self.compiled = CompiledRules.of(book.ruleset)
+
+    def __call__(self) -> CompiledRules:
+        return self.compiled
+
+    async def follow(self, poll_s: float = 0.5) -> None:
+        """Fold every rules message as it arrives, until cancelled."""
+        from aiokafka import AIOKafkaConsumer, TopicPartition
+
+        topic = self.settings.topic_rules
+        consumer = AIOKafkaConsumer(
+            **self.settings.aiokafka_config(),
+            group_id=None,
+            enable_auto_commit=False,
+            isolation_level="read_committed",
+            client_id="beckon-rules-follower",
+        )
+        await consumer.start()
+        try:
+            parts = consumer.partitions_for_topic(topic) or {0}
+            tps = [TopicPartition(topic, p) for p in sorted(parts)]
+            consumer.assign(tps)
+            await consumer.seek_to_beginning(*tps)
+            while True:
+                batches = await consumer.getmany(timeout_ms=int(poll_s * 1000))
+                for records in batches.values():
+                    for record in records:
+                        self.book.fold(record)
+                if self.book.ruleset.version != self.compiled.version:
+                    self.compiled = CompiledRules.of(self.book.ruleset)
+                    log.info("rules version %s in force (%d rules)",
+                             self.compiled.version, len(self.compiled.rules))  # fmt: skip
+        finally:
+            await consumer.stop()

@@ -1,0 +1,1 @@
+"""Operating Beckon: the local KRaft broker, ``beckon up`` and ``beckon replay``."""

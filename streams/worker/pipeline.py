@@ -1,0 +1,402 @@
+"""The live worker: the engine driven by faust-streaming over the clickstream topic.
+
+Owns the journey table, the handler that folds clickstream batches into it (fed by
+``streams.worker.intake``; a Faust agent under ``exactly_once``), and the timer that fires rule
+instants no event will bring. The engine (``streams.core.engine``) decides;
+this module only moves bytes and keeps time.
+
+Guarantee (at least once, no loss): for each batch the worker sends its invitations,
+decisions and dead letters and waits for Kafka's acks *before* it writes the journeys
+back to the changelogged table, and Faust commits the input offsets only after that.
+A crash in between, or a rebalance before Faust's next commit, replays the batch:
+records whose state was already saved are skipped (``journey.folded_already``); the
+others decide again, with the same deterministic ids, so a copy may reach the topic but
+nothing is lost. The shipped consumer drops copies.
+
+Time: each partition has an event-time clock, the latest event time seen on it plus the
+wall time since that event arrived. A planned instant fires once its partition's clock
+passes it by ``grace_s``. Live, the clock is the wall clock; for a replay of recorded
+events it is the recording's time, so instants fire in event-time order and only after
+the events that precede them — as in ``beckon backtest``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import gc
+import heapq
+import logging
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any, cast
+
+import faust
+import orjson
+
+from schemas.errors import InvalidEvent
+from schemas.events import ClickEvent, parse_event
+from streams.core.dwell import Key, PageWindow, encode_key, fold
+from streams.core.engine import Limits, Step, advance, tick
+from streams.core.journey import Journey, folded_already
+from streams.core.rules import CompiledRules
+from streams.metrics import Tally, WorkerMetrics
+from streams.settings import Settings
+from streams.worker.intake import Intake, Record
+from streams.worker.sink import Sink
+from streams.worker.tables import page_partition, partition_of, read
+
+log = logging.getLogger(__name__)
+
+# topic, key, value, headers, partition (None: Kafka's default partitioner's for the key)
+Output = tuple[str, bytes, bytes, list[tuple[str, bytes]] | None, int | None]
+
+
+@dataclass
+class Clocks:
+    """Per partition: the latest event time seen, and the wall time it was seen at."""
+
+    grace_ms: int
+    latest: dict[int, tuple[int, int]] = field(default_factory=dict)
+
+    def saw(self, partition: int, event_ms: int, wall_ms: int) -> None:
+        known = self.latest.get(partition)
+        if known is None or event_ms >= known[0]:
+            self.latest[partition] = (event_ms, wall_ms)
+
+    def limit(self, partition: int, wall_ms: int) -> int:
+        """Instants up to this one may fire on the partition now."""
+        known = self.latest.get(partition)
+        now = wall_ms if known is None else known[0] + max(0, wall_ms - known[1])
+        return now - self.grace_ms
+
+
+class Pipeline:
+    """The agent, the table and the timer of one worker process."""
+
+    def __init__(
+        self,
+        app: faust.App,
+        settings: Settings,
+        rules: Callable[[], CompiledRules],
+        *,
+        wall_ms: Callable[[], int] = lambda: int(time.time() * 1000),
+        metrics: WorkerMetrics | None = None,
+    ) -> None:
+        self.app, self.settings, self.rules = app, settings, rules
+        self.metrics = WorkerMetrics() if metrics is None else metrics
+        self.limits = Limits.of(settings)
+        self.wall_ms = wall_ms
+        self.clocks = Clocks(round(settings.grace_s * 1000))
+        self.lock = asyncio.Lock()  # one batch or one timer round at a time
+        self.wakeups: list[tuple[int, bytes]] = []  # heap of (instant, visitor key)
+        self.scheduled: dict[bytes, int] = {}  # visitor key -> its current instant
+        # Page activity (dwell partials) gathered over batches, published every
+        # dwell_flush_s: one record per page and window instead of one per batch.
+        self.pages: dict[Key, PageWindow] = {}
+        self.pages_due = time.monotonic() + settings.dwell_flush_s
+
+        raw: dict[str, Any] = {"key_type": bytes, "value_type": bytes, "key_serializer": "raw",
+               "value_serializer": "raw"}  # fmt: skip
+        self.clickstream = app.topic(settings.topic_clickstream, **raw)
+        self.topics = {
+            name: app.topic(name, **raw)
+            for name in (
+                settings.topic_invitations,
+                settings.topic_decisions,
+                settings.topic_dlq,
+                settings.topic_dwell_updates,
+            )
+        }
+        # use_partitioner: the changelog partition is the key's own (murmur2 of the visitor
+        # id, as on the clickstream), so the timer may write journeys outside the stream.
+        # Values stay bytes (the app's serializers are raw): orjson reads the journeys.
+        self.journeys = app.Table(
+            "journeys", partitions=settings.partitions, use_partitioner=True,
+            key_type=bytes, value_type=bytes, options=settings.rocksdb_options(),
+        )  # fmt: skip
+        self.sink = Sink(app, transactional=settings.processing_guarantee == "exactly_once")
+        app.timer(0.1, name="beckon-timers")(self.fire_timers)
+        self.journeys.on_recover(self.rebuild_wakeups)
+
+        async def flush_on_stop(sender: Any, **kwargs: Any) -> None:
+            async with self.lock:  # the consumer has stopped; the producer still runs
+                await self.flush_pages()
+
+        app.on_before_shutdown.connect(cast(Any, flush_on_stop))
+
+    # --- the stream ---------------------------------------------------------------------
+    async def take(self, batch: Sequence[Record]) -> None:
+        """A batch from the intake (``streams.worker.intake``): a fetch's clickstream records."""
+        async with self.lock:
+            with self.metrics.batch_seconds.time():
+                await self.handle(batch)
+
+    async def process(self, stream: faust.StreamT[bytes]) -> None:
+        """The agent that reads the clickstream under ``exactly_once``."""
+        # take_events is on the concrete Stream; Faust's StreamT interface omits it.
+        batches = cast(faust.Stream[bytes], stream).take_events
+        async for batch in batches(self.settings.batch_max, self.settings.batch_within_s):
+            await self.take([event.message for event in batch])
+
+    async def handle(self, batch: Sequence[Record]) -> None:
+        """Fold one batch of clickstream records into the journeys."""
+        rules, wall = self.rules(), self.wall_ms()
+        journeys: dict[bytes, Journey] = {}
+        outputs: list[Output] = []
+        wakeups: dict[bytes, int | None] = {}
+        pages, n = self.pages, self.settings.partitions
+        tally = Tally()
+        for message in batch:
+            parsed = self._parse(message.key, message.value)
+            if isinstance(parsed, tuple):
+                outputs.append(self._dead_letter(message, *parsed))
+                tally.dead_letter(parsed[0])
+                continue
+            self.clocks.saw(message.partition, parsed.ts, wall)
+            vkey = message.key
+            assert vkey is not None  # _parse checked it is the visitor id
+            journey = journeys.get(vkey) or self._load(vkey, partition_of(vkey, n))
+            if journey is None:
+                tally.new_journeys += 1
+            elif folded_already(journey, message.partition, message.offset, parsed.ts):
+                tally.replayed += 1
+                continue
+            tally.event(message.partition, parsed.type)
+            journey, step = advance(journey, parsed, rules, self.limits)
+            journey.read_to = [message.partition, message.offset]
+            journeys[vkey] = journey
+            wakeups[vkey] = step.wakeup
+            outputs += self._outputs(vkey, step, tally)
+            fold(step.pages, pages)
+        self._collect_due(wall, rules, journeys, outputs, wakeups, tally)
+        if pages and time.monotonic() >= self.pages_due:
+            outputs += self._page_records()
+        await self._emit(outputs)
+        newest = {p: self.clocks.latest[p][0] for p in tally.partitions}
+        self.metrics.record(tally, self.wall_ms(), newest)
+        await self._save(journeys, wakeups)
+
+    def _parse(self, key: bytes | None, raw: bytes | None) -> ClickEvent | tuple[str, str]:
+        """The event, or why the message goes to the DLQ: (reason, detail)."""
+        if raw is None:
+            return ("empty", "the message has no value")
+        if len(raw) > self.settings.max_event_bytes:
+            return ("too_large", f"{len(raw)} bytes, over BECKON_MAX_EVENT_BYTES")
+        try:
+            event = parse_event(raw)
+        except InvalidEvent as exc:
+            return ("invalid", str(exc))
+        if key != event.visitor_id.encode():
+            # The journey lives in the partition of its visitor id: a message keyed
+            # otherwise would be judged by a worker that does not hold its state.
+            return ("key_mismatch", "the message key must be the event's visitor_id")
+        return event
+
+    def _dead_letter(self, message: Record, reason: str, detail: str) -> Output:
+        headers = [
+            ("beckon.reason", reason.encode()),
+            ("beckon.error", detail.encode()[:2000]),
+            ("beckon.source", f"{message.topic}[{message.partition}]@{message.offset}".encode()),
+        ]
+        return (self.settings.topic_dlq, message.key or b"", message.value or b"", headers, None)
+
+    # --- time -----------------------------------------------------------------------------
+    async def fire_timers(self) -> None:
+        """Fire the planned instants whose partition clock passed them by the grace; publish
+        the page activity gathered since the last flush once it is ``dwell_flush_s`` old.
+
+        While a batch is in hand there is nothing to do: the batch does both."""
+        if self.lock.locked():
+            return
+        async with self.lock:
+            await self._fire_due()
+            if self.pages and time.monotonic() >= self.pages_due:
+                await self.flush_pages()
+
+    async def flush_pages(self) -> None:
+        """Publish the gathered page activity (partials) to the dwell updates topic."""
+        await self._emit(self._page_records())
+
+    def _page_records(self) -> list[Output]:
+        """The gathered page activity as dwell updates, and a fresh gathering."""
+        window_ms, topic = self.limits.window_ms, self.settings.topic_dwell_updates
+        pages, self.pages = self.pages, {}
+        self.pages_due = time.monotonic() + self.settings.dwell_flush_s
+        n = self.settings.partitions
+        records: list[Output] = []
+        for key, partial in pages.items():
+            raw_key = encode_key(key)
+            value = orjson.dumps(partial.to_record(*key, window_ms))
+            records.append((topic, raw_key, value, None, page_partition(raw_key, n)))
+        return records
+
+    async def _fire_due(self) -> None:
+        journeys: dict[bytes, Journey] = {}
+        outputs: list[Output] = []
+        wakeups: dict[bytes, int | None] = {}
+        tally = Tally()
+        self._collect_due(self.wall_ms(), self.rules(), journeys, outputs, wakeups, tally)
+        if journeys:
+            await self._emit(outputs)
+            self.metrics.record(tally, self.wall_ms(), {})
+            await self._save(journeys, wakeups)
+
+    def _collect_due(
+        self,
+        wall: int,
+        rules: CompiledRules,
+        journeys: dict[bytes, Journey],
+        outputs: list[Output],
+        wakeups: dict[bytes, int | None],
+        tally: Tally,
+    ) -> None:
+        """Tick the journeys whose planned instant is due into the given round's state.
+
+        A batch calls it too, so its instants share the batch's acks instead of waiting
+        for a timer round of their own (each round waits for Kafka twice)."""
+        n = self.settings.partitions
+        # Partitions keep their own clocks: take every instant the fastest clock allows,
+        # and put back those whose own partition's clock is not there yet.
+        latest = max(
+            (self.clocks.limit(p, wall) for p in self.clocks.latest),
+            default=wall - self.clocks.grace_ms,
+        )
+        not_yet = []
+        while self.wakeups and self.wakeups[0][0] <= latest:
+            at, vkey = heapq.heappop(self.wakeups)
+            if self.scheduled.get(vkey) != at:
+                continue  # superseded by a later plan
+            partition = partition_of(vkey, n)
+            limit = self.clocks.limit(partition, wall)
+            if at > limit:
+                not_yet.append((at, vkey))
+                continue
+            journey = journeys.get(vkey) or self._load(vkey, partition)
+            if journey is None:
+                self.scheduled.pop(vkey, None)
+                continue
+            step = tick(journey, limit, rules, self.limits)
+            journeys[vkey] = journey
+            wakeups[vkey] = step.wakeup
+            outputs += self._outputs(vkey, step, tally)
+        for item in not_yet:
+            heapq.heappush(self.wakeups, item)
+
+    async def rebuild_wakeups(self) -> None:
+        """After recovery or a rebalance: plan timers from the journeys this worker owns."""
+        async with self.lock:
+            self.wakeups.clear()
+            self.scheduled.clear()
+            wall, n, count = self.wall_ms(), self.settings.partitions, 0
+            for vkey, value in self.journeys.items():
+                count += 1
+                journey = Journey.from_dict(orjson.loads(value))
+                # Until its next event, a partition's clock resumes from its latest event.
+                self.clocks.saw(partition_of(vkey, n), journey.clock, wall)
+                if journey.pending:
+                    self._schedule(vkey, journey.pending[0][0])
+            # Counted here, once per recovery; between recoveries handle adds the new ones.
+            self.metrics.journeys.set(count)
+            log.info("timers rebuilt: %d visitors with a planned instant", len(self.scheduled))
+
+    # --- state and output ------------------------------------------------------------------
+    def _load(self, vkey: bytes, partition: int) -> Journey | None:
+        value = read(self.journeys, partition, vkey)
+        return None if value is None else Journey.from_dict(orjson.loads(value))
+
+    async def _save(self, journeys: dict[bytes, Journey], wakeups: dict[bytes, int | None]) -> None:
+        """Write the journeys back, and wait until their changelog records are acknowledged."""
+        n, put = self.settings.partitions, self.sink.put
+        for vkey, journey in journeys.items():
+            await put(self.journeys, partition_of(vkey, n), vkey, orjson.dumps(journey.to_dict()))
+        await self.sink.flush()
+        for vkey in journeys:
+            at = wakeups.get(vkey)
+            if at is None:
+                self.scheduled.pop(vkey, None)
+            else:
+                self._schedule(vkey, at)
+
+    def _schedule(self, vkey: bytes, at: int) -> None:
+        if self.scheduled.get(vkey) != at:
+            self.scheduled[vkey] = at
+            heapq.heappush(self.wakeups, (at, vkey))
+
+    def _outputs(self, vkey: bytes, step: Step, tally: Tally) -> list[Output]:
+        if step.decisions:  # most events decide nothing
+            tally.outputs(step.decisions, step.invitations)
+        if step.answers:
+            tally.answered(step.answers)
+        out: list[Output] = []
+        for decision in step.decisions:
+            out.append((self.settings.topic_decisions, vkey, orjson.dumps(decision), None, None))
+        for invitation in step.invitations:
+            out.append(
+                (self.settings.topic_invitations, vkey, orjson.dumps(invitation), None, None)
+            )
+        return out
+
+    async def _emit(self, outputs: list[Output]) -> None:
+        """Send every output and wait until Kafka acknowledged them all."""
+        if not outputs:
+            return
+        send = self.sink.send
+        for topic, key, value, headers, partition in outputs:
+            await send(self.topics[topic], key, value, headers, partition)
+        await self.sink.flush()
+
+
+def build(settings: Settings, rules: Callable[[], CompiledRules]) -> tuple[faust.App, Pipeline]:
+    """The app and its pipeline, ready for ``faust.Worker``.
+
+    ``rules`` gives the rules in force; a ``RulesInForce`` also follows the rules topic.
+    """
+    from streams.kafka.rules_topic import RulesInForce
+    from streams.worker.aggregates import DwellAggregator
+    from streams.worker.app import create_app
+
+    if settings.processing_guarantee == "exactly_once":
+        log.warning(
+            "BECKON_PROCESSING_GUARANTEE=exactly_once: measured unreliable with "
+            "faust-streaming 0.15 (copies after a crash, hangs on shutdown); see "
+            "docs/worker.md. at_least_once with the deduplicating consumer is the default."
+        )
+    app = create_app(settings)
+    pipeline = Pipeline(app, settings, rules)
+    pipeline.metrics.serve(app, settings.topic_clickstream)
+    dwell = DwellAggregator(app, settings)
+    if settings.processing_guarantee == "exactly_once":
+        # Faust's transactions follow the event an agent is processing.
+        app.agent(pipeline.clickstream, name="beckon-process")(pipeline.process)
+        app.agent(dwell.updates, name="beckon-dwell")(dwell.process)
+    else:
+        intake = Intake(app, batch_max=settings.batch_max)
+        intake.add(pipeline.clickstream, pipeline.take)
+        intake.add(dwell.updates, dwell.take)
+        app.task(intake.run)
+    if isinstance(rules, RulesInForce):
+
+        async def follow_rules() -> None:
+            await rules.follow()
+
+        app.task(follow_rules)
+    return app, pipeline
+
+
+def run_worker(
+    settings: Settings, rules: Callable[[], CompiledRules], loglevel: str = "info"
+) -> Any:
+    """Run one worker until it is stopped (SIGTERM or Ctrl-C)."""
+    from faust.worker import Worker
+
+    from streams.core.profile import device_of
+
+    # device-detector loads its rules on first use (~1.3 s): here, not in the first batch.
+    device_of("Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko)")
+    app, _ = build(settings, rules)
+    # device-detector's rules and the app are there for good: out of the cyclic
+    # collector's sight, its full collections pause the worker 45 ms instead of 110.
+    gc.freeze()
+    worker = Worker(app, loglevel=loglevel, quiet=True, redirect_stdouts=False)
+    return worker.execute_from_commandline()
