@@ -6,7 +6,7 @@
     POST /v1/page /v1/track /v1/identify        Segment, one message
     POST /v1/batch                              Segment, batched
     GET  /healthz                               200 while Kafka answers, else 503
-    GET  /metrics                               Prometheus (``streams.metrics``)
+    GET  /metrics                               Prometheus (``streams.collector.metrics``)
 
 A request is handled whole: read (413 over the size limit), mapped and validated
 (``streams.collector.trackers``; 400 naming the field), checked against its site
@@ -35,6 +35,7 @@ from aiohttp import web
 
 from schemas.errors import BeckonError, BrokerError, InvalidEvent
 from schemas.events import event_to_json
+from streams.collector.metrics import CollectorMetrics
 from streams.collector.sites import Sites
 from streams.collector.trackers import (
     Batch,
@@ -47,7 +48,6 @@ from streams.collector.trackers import (
     primary_language,
 )
 from streams.collector.trackers.common import join
-from streams.metrics import CollectorMetrics
 from streams.settings import Settings
 
 log = logging.getLogger(__name__)

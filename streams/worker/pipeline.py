@@ -40,9 +40,9 @@ from streams.core.dwell import Key, PageWindow, encode_key, fold
 from streams.core.engine import Limits, Step, advance, tick
 from streams.core.journey import Journey, folded_already
 from streams.core.rules import CompiledRules
-from streams.metrics import Tally, WorkerMetrics
 from streams.settings import Settings
 from streams.worker.intake import Intake, Record
+from streams.worker.metrics import Tally, WorkerMetrics
 from streams.worker.sink import Sink
 from streams.worker.tables import page_partition, partition_of, read
 

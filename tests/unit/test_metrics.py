@@ -16,18 +16,13 @@ from prometheus_client import CollectorRegistry
 
 from schemas.instants import format_instant, parse_instant
 from schemas.rules import load_rules
+from streams.collector.metrics import CollectorMetrics
 from streams.core.rules import CompiledRules
-from streams.delivery.server import Hub
-from streams.metrics import (
-    METRIC_NAMES,
-    CollectorMetrics,
-    ConsumerLag,
-    DeliveryCounts,
-    Tally,
-    WorkerMetrics,
-    family_of,
-)
+from streams.delivery.hub import Hub
+from streams.delivery.metrics import DeliveryCounts
+from streams.metrics import METRIC_NAMES, family_of
 from streams.settings import Settings
+from streams.worker.metrics import ConsumerLag, Tally, WorkerMetrics
 from streams.worker.pipeline import Pipeline
 from streams.worker.tables import partition_of
 from tests.unit.delivery.test_delivery import T0 as DELIVERY_T0

@@ -8,7 +8,7 @@ import orjson
 
 from schemas.events import parse_event
 from schemas.invitations import Invitation, parse_instant
-from streams.delivery.server import (
+from streams.delivery.hub import (
     Hub,
     Pending,
     is_expired,
