@@ -275,12 +275,11 @@ def backtest_ids(settings: Settings, n: int, visitors: int, seed: int) -> set[st
     """The invitation ids ``beckon backtest`` gives for the preloaded events."""
     from schemas.rules import load_rules
     from streams.backtest import Result, read_events, run
-    from streams.core.engine import Limits
     from streams.core.rules import CompiledRules
 
     result = Result()
     rules = CompiledRules.of(load_rules(RULES_YAML))
-    run(read_events(generate(n, visitors, seed), result), rules, Limits.of(settings), result)
+    run(read_events(generate(n, visitors, seed), result), rules, settings.limits(), result)
     return {i["invitation_id"] for i in result.invitations}
 
 

@@ -136,11 +136,10 @@ def cmd_backtest(args: argparse.Namespace, settings: Settings) -> int:
 
     from schemas.rules import load_rules_file
     from streams.backtest import backtest_file, summary
-    from streams.core.engine import Limits
     from streams.core.rules import CompiledRules
 
     rules = CompiledRules.of(load_rules_file(args.rules))
-    result = backtest_file(Path(args.events), rules, Limits.of(settings), show_progress=True)
+    result = backtest_file(Path(args.events), rules, settings.limits(), show_progress=True)
     _write_lines(args.out, result.invitations, orjson.dumps)
     if args.decisions:
         _write_lines(args.decisions, result.decisions, orjson.dumps)

@@ -14,6 +14,7 @@ from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from schemas.errors import ConfigError
+from streams.core.engine import Limits
 
 # Kafka 4.4.0: the current release (KRaft only, transactions v2 by default). Checked with
 # aiokafka 0.14 (faust-streaming 0.15) and kafka-python 3.0: produce, consume, groups and
@@ -205,6 +206,16 @@ class Settings(BaseSettings):
     def kafka_python_config(self) -> dict[str, Any]:
         """Keyword arguments for kafka-python clients (producer, consumer, admin)."""
         return {"bootstrap_servers": self.bootstrap.split(","), **self._security()}
+
+    def limits(self) -> Limits:
+        """The engine's limits, in milliseconds: the core never sees this object."""
+        return Limits(
+            session_gap_ms=round(self.session_timeout_s * 1000),
+            presence_ms=round(self.presence_timeout_s * 1000),
+            min_gap_ms=round(self.min_gap_s * 1000),
+            ttl_ms=round(self.invitation_ttl_s * 1000),
+            window_ms=self.dwell_window_s * 1000,
+        )
 
     def rocksdb_options(self) -> dict[str, int]:
         """Options of each table partition's RocksDB: Faust's defaults (64 MB memtables,

@@ -44,7 +44,6 @@ from streams.core.journey import (
 from streams.core.matching import in_holdout
 from streams.core.profile import pick_locale
 from streams.core.rules import CompiledRule, CompiledRules
-from streams.settings import Settings
 
 END: Final = 2**62  # "the end of time" for a final tick
 # Invitation ids are uuid5 in this namespace over (site, visitor, rule, instant).
@@ -54,23 +53,13 @@ _DAY_MS: Final = 86_400_000
 
 @dataclass(frozen=True, slots=True)
 class Limits:
-    """The engine's settings, in milliseconds."""
+    """The engine's settings, in milliseconds (``Settings.limits()`` builds them)."""
 
     session_gap_ms: int = 30 * 60_000
     presence_ms: int = 30_000
     min_gap_ms: int = 60_000
     ttl_ms: int = 60_000
     window_ms: int = DEFAULT_WINDOW_MS  # dwell aggregates' window
-
-    @classmethod
-    def of(cls, settings: Settings) -> Limits:
-        return cls(
-            session_gap_ms=round(settings.session_timeout_s * 1000),
-            presence_ms=round(settings.presence_timeout_s * 1000),
-            min_gap_ms=round(settings.min_gap_s * 1000),
-            ttl_ms=round(settings.invitation_ttl_s * 1000),
-            window_ms=settings.dwell_window_s * 1000,
-        )
 
 
 class Step(NamedTuple):

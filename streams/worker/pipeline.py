@@ -37,7 +37,7 @@ import orjson
 from schemas.errors import InvalidEvent
 from schemas.events import ClickEvent, parse_event
 from streams.core.dwell import Key, PageWindow, encode_key, fold
-from streams.core.engine import Limits, Step, advance, tick
+from streams.core.engine import Step, advance, tick
 from streams.core.journey import Journey, folded_already
 from streams.core.rules import CompiledRules
 from streams.settings import Settings
@@ -85,7 +85,7 @@ class Pipeline:
     ) -> None:
         self.app, self.settings, self.rules = app, settings, rules
         self.metrics = WorkerMetrics() if metrics is None else metrics
-        self.limits = Limits.of(settings)
+        self.limits = settings.limits()
         self.wall_ms = wall_ms
         self.clocks = Clocks(round(settings.grace_s * 1000))
         self.lock = asyncio.Lock()  # one batch or one timer round at a time
