@@ -69,7 +69,6 @@ class Journey:
         "path",
         "pending",
         "pending_version",
-        "read_to",
         "recent",
         "scroll",
         "seen_ids",
@@ -91,8 +90,6 @@ class Journey:
         self.clock = -1  # latest event time applied (epoch ms)
         self.last_seen = -1  # time of the latest event, for presence
         self.seen_ids: dict[str, None] = {}  # insertion-ordered, bounded
-        # live only: [partition, offset] of the latest clickstream record folded in
-        self.read_to: list[int] | None = None
         # session
         self.session_id: str | None = None
         self.session_start = -1
@@ -165,25 +162,6 @@ class Journey:
             f"Journey({self.visitor_id!r}, session={self.session_id!r}, page={self.path!r}, "
             f"clock={self.clock})"
         )
-
-
-def folded_already(journey: Journey, partition: int, offset: int, ts: int) -> bool:
-    """True if the record at ``offset`` of ``partition`` is in the journey already.
-
-    After a crash or a rebalance a worker reads again from the committed offset, and the
-    saved journeys can be ahead of it: Faust commits every second, the journeys are
-    saved with each batch. Event ids catch the replayed events only while they are
-    among the visitor's ``MAX_SEEN_IDS`` latest; the offset catches every one. An event
-    newer than the journey is never skipped, so a clickstream topic made anew (offsets
-    from 0 again) is not mistaken for a replay.
-    """
-    read_to = journey.read_to
-    return (
-        read_to is not None
-        and offset <= read_to[1]
-        and partition == read_to[0]
-        and ts <= journey.clock
-    )
 
 
 def is_duplicate(journey: Journey, event_id: str) -> bool:

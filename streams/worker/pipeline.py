@@ -9,7 +9,7 @@ Guarantee (at least once, no loss): for each batch the worker sends its invitati
 decisions and dead letters and waits for Kafka's acks *before* it writes the journeys
 back to the changelogged table, and Faust commits the input offsets only after that.
 A crash in between, or a rebalance before Faust's next commit, replays the batch:
-records whose state was already saved are skipped (``journey.folded_already``); the
+records whose state was already saved are skipped (``Held.folded_already``); the
 others decide again, with the same deterministic ids, so a copy may reach the topic but
 nothing is lost. The shipped consumer drops copies.
 
@@ -38,9 +38,10 @@ from schemas.errors import InvalidEvent
 from schemas.events import ClickEvent, parse_event
 from streams.core.dwell import Key, PageWindow, encode_key, fold
 from streams.core.engine import Step, advance, tick
-from streams.core.journey import Journey, folded_already
+from streams.core.journey import Journey
 from streams.core.rules import CompiledRules
 from streams.settings import Settings
+from streams.worker.held import Held, decode, encode
 from streams.worker.intake import Intake, Record
 from streams.worker.metrics import Tally, WorkerMetrics
 from streams.worker.sink import Sink
@@ -142,7 +143,7 @@ class Pipeline:
     async def handle(self, batch: Sequence[Record]) -> None:
         """Fold one batch of clickstream records into the journeys."""
         rules, wall = self.rules(), self.wall_ms()
-        journeys: dict[bytes, Journey] = {}
+        journeys: dict[bytes, Held] = {}
         outputs: list[Output] = []
         wakeups: dict[bytes, int | None] = {}
         pages, n = self.pages, self.settings.partitions
@@ -156,16 +157,17 @@ class Pipeline:
             self.clocks.saw(message.partition, parsed.ts, wall)
             vkey = message.key
             assert vkey is not None  # _parse checked it is the visitor id
-            journey = journeys.get(vkey) or self._load(vkey, partition_of(vkey, n))
-            if journey is None:
+            held = journeys.get(vkey) or self._load(vkey, partition_of(vkey, n))
+            if held is None:
                 tally.new_journeys += 1
-            elif folded_already(journey, message.partition, message.offset, parsed.ts):
+            elif held.folded_already(message.partition, message.offset, parsed.ts):
                 tally.replayed += 1
                 continue
             tally.event(message.partition, parsed.type)
-            journey, step = advance(journey, parsed, rules, self.limits)
-            journey.read_to = [message.partition, message.offset]
-            journeys[vkey] = journey
+            journey, step = advance(
+                None if held is None else held.journey, parsed, rules, self.limits
+            )
+            journeys[vkey] = Held(journey, [message.partition, message.offset])
             wakeups[vkey] = step.wakeup
             outputs += self._outputs(vkey, step, tally)
             fold(step.pages, pages)
@@ -232,7 +234,7 @@ class Pipeline:
         return records
 
     async def _fire_due(self) -> None:
-        journeys: dict[bytes, Journey] = {}
+        journeys: dict[bytes, Held] = {}
         outputs: list[Output] = []
         wakeups: dict[bytes, int | None] = {}
         tally = Tally()
@@ -246,7 +248,7 @@ class Pipeline:
         self,
         wall: int,
         rules: CompiledRules,
-        journeys: dict[bytes, Journey],
+        journeys: dict[bytes, Held],
         outputs: list[Output],
         wakeups: dict[bytes, int | None],
         tally: Tally,
@@ -272,12 +274,12 @@ class Pipeline:
             if at > limit:
                 not_yet.append((at, vkey))
                 continue
-            journey = journeys.get(vkey) or self._load(vkey, partition)
-            if journey is None:
+            held = journeys.get(vkey) or self._load(vkey, partition)
+            if held is None:
                 self.scheduled.pop(vkey, None)
                 continue
-            step = tick(journey, limit, rules, self.limits)
-            journeys[vkey] = journey
+            step = tick(held.journey, limit, rules, self.limits)
+            journeys[vkey] = held
             wakeups[vkey] = step.wakeup
             outputs += self._outputs(vkey, step, tally)
         for item in not_yet:
@@ -301,15 +303,15 @@ class Pipeline:
             log.info("timers rebuilt: %d visitors with a planned instant", len(self.scheduled))
 
     # --- state and output ------------------------------------------------------------------
-    def _load(self, vkey: bytes, partition: int) -> Journey | None:
+    def _load(self, vkey: bytes, partition: int) -> Held | None:
         value = read(self.journeys, partition, vkey)
-        return None if value is None else Journey.from_dict(orjson.loads(value))
+        return None if value is None else decode(value)
 
-    async def _save(self, journeys: dict[bytes, Journey], wakeups: dict[bytes, int | None]) -> None:
+    async def _save(self, journeys: dict[bytes, Held], wakeups: dict[bytes, int | None]) -> None:
         """Write the journeys back, and wait until their changelog records are acknowledged."""
         n, put = self.settings.partitions, self.sink.put
-        for vkey, journey in journeys.items():
-            await put(self.journeys, partition_of(vkey, n), vkey, orjson.dumps(journey.to_dict()))
+        for vkey, held in journeys.items():
+            await put(self.journeys, partition_of(vkey, n), vkey, encode(held))
         await self.sink.flush()
         for vkey in journeys:
             at = wakeups.get(vkey)

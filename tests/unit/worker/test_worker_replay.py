@@ -9,11 +9,14 @@ from __future__ import annotations
 
 import asyncio
 
+import orjson
+
 from schemas.instants import parse_instant
 from schemas.rules import load_rules
-from streams.core.journey import MAX_SEEN_IDS, Journey, folded_already
+from streams.core.journey import MAX_SEEN_IDS, Journey
 from streams.core.rules import CompiledRules
 from streams.settings import Settings
+from streams.worker.held import Held, decode, encode
 from streams.worker.pipeline import Pipeline
 from tests.unit.worker.standins import StandInApp, batch, click
 
@@ -45,12 +48,20 @@ def test_a_batch_read_again_changes_no_journey_even_past_the_remembered_event_id
 
 def test_a_record_is_folded_already_up_to_the_journeys_offset_in_its_partition() -> None:
     journey = Journey("v1", "shop")
-    journey.clock, journey.read_to = T0, [2, 40]
-    assert folded_already(journey, 2, 40, T0)
-    assert folded_already(journey, 2, 7, T0 - 60_000)
-    assert not folded_already(journey, 2, 41, T0)  # the next record
-    assert not folded_already(journey, 3, 7, T0)  # another partition (more partitions now)
+    journey.clock = T0
+    held = Held(journey, [2, 40])
+    assert held.folded_already(2, 40, T0)
+    assert held.folded_already(2, 7, T0 - 60_000)
+    assert not held.folded_already(2, 41, T0)  # the next record
+    assert not held.folded_already(3, 7, T0)  # another partition (more partitions now)
     # The clickstream topic made anew: offsets from 0 again, events newer than the journey.
-    assert not folded_already(journey, 2, 0, T0 + 1)
-    assert not folded_already(Journey("v2", "shop"), 2, 0, T0)  # a journey from the backtest
-    assert Journey.from_dict(journey.to_dict()).read_to == [2, 40]
+    assert not held.folded_already(2, 0, T0 + 1)
+    assert not Held(Journey("v2", "shop")).folded_already(2, 0, T0)  # never read live
+    assert decode(encode(held)).read_to == [2, 40]
+
+
+def test_the_offset_is_the_workers_bookkeeping_not_the_journeys() -> None:
+    journey = Journey("v1", "shop")
+    assert "read_to" not in journey.to_dict()
+    stored = encode(Held(journey, [1, 9]))
+    assert Journey.from_dict(orjson.loads(stored)).to_dict() == journey.to_dict()
