@@ -7,7 +7,7 @@ from typing import Any
 import orjson
 
 from schemas.rules import EMPTY_RULES, Rule, RuleSet, rule_to_json
-from streams.kafka.rules_topic import MAX_REFUSALS, RuleBook
+from streams.core.rulebook import MAX_REFUSALS, RuleBook
 
 
 def rule(rule_id: str, **fields: Any) -> Rule:
