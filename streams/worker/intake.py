@@ -35,6 +35,8 @@ from aiokafka.errors import IllegalStateError
 from faust.transport.drivers.aiokafka import Consumer as FaustConsumer
 from faust.types import TP
 
+from streams.worker.faust_adapter import acknowledge, fetch_hook
+
 log = logging.getLogger(__name__)
 
 
@@ -72,29 +74,13 @@ class Intake:
         self._consumer: FaustConsumer | None = None
         self._generation = -1  # the consumer group generation the records were fetched in
         self._in_hand: asyncio.Future[None] | None = None
-        # Faust builds its consumer on start, from the transport's class.
-        cast(Any, app.transport).Consumer = self._consumer_class()
+        fetch_hook(app, self.take)
         app.on_partitions_revoked.connect(cast(Any, self._on_revoked))
 
     def add(self, topic: faust.TopicT, handle: Handler) -> None:
         """Read ``topic`` here: subscribed and assigned through Faust, handled by ``handle``."""
         self.app.topics.add(topic)
         self.handlers[topic.get_topic_name()] = handle
-
-    def _consumer_class(self) -> type[FaustConsumer]:
-        intake = self
-
-        class Consumer(FaustConsumer):
-            """Faust's aiokafka consumer; the intake takes its topics' records out of
-            each fetch before Faust sees it."""
-
-            async def _wait_next_records(self, timeout: float) -> Any:
-                records, active = await super()._wait_next_records(timeout)
-                if records:
-                    await intake.take(self, records, active)
-                return records, active
-
-        return Consumer
 
     async def take(self, consumer: FaustConsumer, records: Any, active: Any) -> None:
         """Move the intake's topics' records from a fetch, just returned, to the gathered
@@ -220,26 +206,11 @@ class Intake:
 
     @staticmethod
     def _acknowledge(consumer: FaustConsumer, mine: Mapping[Any, list[Any]]) -> None:
-        """Mark the batch's offsets as handled, as ``Consumer.ack`` does one by one.
-
-        Offsets skipped since the partition's last batch (transaction markers, records
-        of aborted transactions) are marked too, or Faust would never commit past them.
-        """
+        """Mark the batch's offsets as handled, as ``Consumer.ack`` does one by one."""
         track_end = consumer.app.monitor.track_tp_end_offset
         for key, batch in mine.items():
             tp = TP(key.topic, key.partition)
-            first, last = batch[0].offset, batch[-1].offset
-            read = consumer._read_offset[tp]
-            if read is not None and read < first:
-                first = read + 1
-            committed = consumer._committed_offset[tp]
-            if committed is not None:
-                first = max(first, committed)
-            offsets = range(first, last + 1)
-            consumer._acked[tp].extend(offsets)
-            consumer._acked_index[tp].update(offsets)
-            consumer._n_acked += len(offsets)
-            consumer._read_offset[tp] = last
+            acknowledge(consumer, tp, batch[0].offset, batch[-1].offset)
             track_end(tp, consumer.highwater(tp))
 
     async def _on_revoked(self, sender: Any, *args: Any, **kwargs: Any) -> None:

@@ -24,6 +24,7 @@ from streams.metrics import (
     exposition,
     new_registry,
 )
+from streams.worker.faust_adapter import committed_offsets
 
 if TYPE_CHECKING:
     import faust
@@ -181,9 +182,8 @@ class ConsumerLag(Collector):
         try:
             consumer = self.app.consumer
             owned = sorted(tp for tp in consumer.assignment() if tp.topic == self.topic)
-            # Faust's own record of what it committed (next offset to read, Kafka's sense);
             # None before the group's first commit, when the whole partition is behind.
-            committed = getattr(consumer, "_committed_offset", {})
+            committed = committed_offsets(consumer)
             for tp in owned:
                 highwater = consumer.highwater(tp)
                 if highwater is not None:

@@ -26,7 +26,7 @@ import faust
 from faust.types import TP, TableT
 from faust.types.stores import StoreT
 
-from streams.worker.tables import partition_context, partition_db
+from streams.worker.faust_adapter import partition_context, partition_db
 
 Headers = list[tuple[str, bytes]] | None
 

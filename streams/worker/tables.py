@@ -1,5 +1,5 @@
-"""Keys, partitions and table partitions: Kafka's partitioner, and Faust tables read and
-written outside stream iteration, in the partition a key belongs to.
+"""Keys, partitions and table partitions: Kafka's partitioner, and Faust tables read
+outside stream iteration, in the partition a key belongs to.
 
 Beckon's tables use Kafka's partitioner on their keys (``use_partitioner=True``), so a
 key's changelog partition is the one its source topic's producer picks: the worker that
@@ -8,16 +8,15 @@ owns a source partition owns the table partition too (co-partitioning).
 
 from __future__ import annotations
 
-import contextlib
 import random
-import weakref
 import zlib
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from typing import Any, cast
 
 from aiokafka.partitioner import murmur2
-from faust.streams import _current_event
 from faust.types import TableT
+
+from streams.worker.faust_adapter import held_db
 
 _HASHES_MAX = 1 << 16
 _hashes: dict[bytes, int] = {}  # visitor id -> murmur2, for the ids of recent batches
@@ -60,50 +59,13 @@ def partitioner(key: bytes | None, all_partitions: Sequence[int], available: Seq
     return all_partitions[known % len(all_partitions)]
 
 
-def partition_db(table: TableT[Any, Any], partition: int) -> Any:
-    """The RocksDB database (a rocksdict ``Rdict``) of one partition of a table, opened if
-    need be, as Faust's own writes do.
+def read(table: TableT[Any, Any], partition: int, key: bytes) -> bytes | None:
+    """A key's value in its partition's database, if this worker holds the partition now:
+    None in one it does not (a revoked partition's timers, say), as Faust's own reads
+    find nothing there.
 
     Faust's own ``table.get`` looks a key up twice (``__contains__``, then the value),
     and in every partition's database until its key index knows the key; the worker
     knows the partition already."""
-    return cast(Any, table.data)._db_for_partition(partition)
-
-
-def read(table: TableT[Any, Any], partition: int, key: bytes) -> bytes | None:
-    """A key's value in its partition's database, if this worker holds the partition now:
-    None in one it does not (a revoked partition's timers, say), as Faust's own reads
-    find nothing there."""
-    db = cast(Any, table.data)._dbs.get(partition)
+    db = held_db(table, partition)
     return None if db is None else cast(bytes | None, db.get(key))
-
-
-class _Message:
-    __slots__ = ("partition",)
-
-    def __init__(self, partition: int) -> None:
-        self.partition = partition
-
-
-class _PartitionEvent:
-    """What Faust's RocksDB store reads of the current event: its message's partition."""
-
-    __slots__ = ("__weakref__", "message")
-
-    def __init__(self, partition: int) -> None:
-        self.message = _Message(partition)
-
-
-@contextlib.contextmanager
-def partition_context(partition: int) -> Iterator[None]:
-    # Faust's RocksDB store picks the partition's database from the *current event*, so
-    # a table write outside stream iteration fails, and one after a batch of
-    # take_events would land in the last event's partition. We write each journey
-    # (from a batch or from the timer) as if inside an event of its own partition —
-    # the partition its changelog record goes to, too (use_partitioner).
-    event = _PartitionEvent(partition)
-    token = _current_event.set(weakref.ref(event))  # type: ignore[arg-type]
-    try:
-        yield
-    finally:
-        _current_event.reset(token)

@@ -272,7 +272,7 @@ def test_a_fetch_that_waited_out_a_rebalance_is_handled_not_skipped(monkeypatch:
         return {TopicPartition("clicks", 0): records("clicks", 0, 3, 4)}, None
 
     monkeypatch.setattr(FaustConsumer, "_wait_next_records", rebalance_then_fetch)
-    consumer_class = intake._consumer_class()
+    consumer_class = intake.app.transport.Consumer  # the class fetch_hook installed
     consumer = consumer_class.__new__(consumer_class)
     consumer.__dict__.update(vars(stand_in), highwater=stand_in.highwater)  # shares its books
 

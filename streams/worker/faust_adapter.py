@@ -1,0 +1,119 @@
+"""Every use of faust-streaming's internals, in one place, checked against 0.15.x.
+
+Beckon keeps Faust's group membership, tables, recovery and commits, and steps below
+its public API in a few places for speed (docs/performance.md) or for writes Faust
+only makes inside an agent. Each such step is one function here; the rest of the worker
+calls these, never a private attribute (``tests/unit/worker/test_faust_adapter.py``
+checks). Upgrading faust-streaming means re-reading this module against its source:
+
+- ``fetch_hook``: the consumer class whose fetches the intake reads first
+  (``Consumer._wait_next_records``);
+- ``acknowledge``: marking offsets handled, as ``Consumer.ack`` does per message
+  (``_read_offset``, ``_committed_offset``, ``_acked``, ``_acked_index``, ``_n_acked``);
+- ``committed_offsets``: what the consumer last committed, for the lag metric;
+- ``partition_db``, ``held_db``: a table partition's RocksDB database
+  (``Store._db_for_partition``, ``Store._dbs``);
+- ``partition_context``: the *current event* Faust's RocksDB store reads the partition
+  from (``faust.streams._current_event``).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import weakref
+from collections.abc import Awaitable, Callable, Iterator, Mapping
+from typing import Any, cast
+
+import faust
+from faust.streams import _current_event
+from faust.transport.drivers.aiokafka import Consumer as FaustConsumer
+from faust.types import TP, TableT
+
+# (consumer, records by partition, the partitions active when the fetch began)
+OnFetch = Callable[[FaustConsumer, Any, Any], Awaitable[None]]
+
+
+def fetch_hook(app: faust.App, on_fetch: OnFetch) -> None:
+    """Have ``on_fetch`` see each fetch's records before Faust makes messages of them.
+
+    Faust builds its consumer on start from the transport's class; ``on_fetch`` may
+    remove records from the fetch (the mapping it is given), and Faust handles the rest.
+    """
+
+    class Consumer(FaustConsumer):
+        async def _wait_next_records(self, timeout: float) -> Any:
+            records, active = await super()._wait_next_records(timeout)
+            if records:
+                await on_fetch(self, records, active)
+            return records, active
+
+    cast(Any, app.transport).Consumer = Consumer
+
+
+def acknowledge(consumer: FaustConsumer, tp: TP, first: int, last: int) -> None:
+    """Mark offsets ``first``..``last`` of ``tp`` handled, as ``Consumer.ack`` does one
+    message at a time, so that Faust's commit timer commits past them.
+
+    Offsets skipped since the partition's last acknowledgement (transaction markers,
+    records of aborted transactions) are marked too, or Faust would never commit past
+    them; offsets below the committed one are not marked again.
+    """
+    read = consumer._read_offset[tp]
+    if read is not None and read < first:
+        first = read + 1
+    committed = consumer._committed_offset[tp]
+    if committed is not None:
+        first = max(first, committed)
+    offsets = range(first, last + 1)
+    consumer._acked[tp].extend(offsets)
+    consumer._acked_index[tp].update(offsets)
+    consumer._n_acked += len(offsets)
+    consumer._read_offset[tp] = last
+
+
+def committed_offsets(consumer: Any) -> Mapping[TP, int | None]:
+    """Faust's own record of what it committed per partition (the next offset to read,
+    in Kafka's sense); a partition is missing or None before the group's first commit."""
+    return cast(Mapping[TP, int | None], getattr(consumer, "_committed_offset", {}))
+
+
+def partition_db(table: TableT[Any, Any], partition: int) -> Any:
+    """The RocksDB database (a rocksdict ``Rdict``) of one partition of a table, opened if
+    need be, as Faust's own writes do."""
+    return cast(Any, table.data)._db_for_partition(partition)
+
+
+def held_db(table: TableT[Any, Any], partition: int) -> Any | None:
+    """The partition's database if this worker holds the partition now, else None."""
+    return cast(Any, table.data)._dbs.get(partition)
+
+
+class _Message:
+    __slots__ = ("partition",)
+
+    def __init__(self, partition: int) -> None:
+        self.partition = partition
+
+
+class _PartitionEvent:
+    """What Faust's RocksDB store reads of the current event: its message's partition."""
+
+    __slots__ = ("__weakref__", "message")
+
+    def __init__(self, partition: int) -> None:
+        self.message = _Message(partition)
+
+
+@contextlib.contextmanager
+def partition_context(partition: int) -> Iterator[None]:
+    """Run the block as if inside an event of ``partition``.
+
+    Faust's RocksDB store picks the partition's database from the *current event*, so a
+    table write outside stream iteration fails, and one after a batch of take_events
+    would land in the last event's partition."""
+    event = _PartitionEvent(partition)
+    token = _current_event.set(weakref.ref(event))  # type: ignore[arg-type]
+    try:
+        yield
+    finally:
+        _current_event.reset(token)
