@@ -16,7 +16,7 @@ Bounds, so one visitor's state stays small whatever it sends:
 
 from __future__ import annotations
 
-from typing import Any, Final
+from typing import Any, Final, TypeVar
 
 from schemas.events import (
     ClickEvent,
@@ -40,6 +40,9 @@ from streams.core.profile import (
 MAX_SEEN_IDS: Final = 256
 MAX_PAGES: Final = 100
 MAX_RECENT: Final = 32
+
+_K = TypeVar("_K")
+_V = TypeVar("_V")
 
 
 class Journey:
@@ -164,14 +167,21 @@ class Journey:
         )
 
 
+def _put_bounded(items: dict[_K, _V], key: _K, value: _V, limit: int) -> None:
+    """Set ``items[key]``, then forget the oldest entries beyond ``limit``.
+
+    "Oldest" is by first insertion (a dict's order: setting a key again does not move it).
+    The journey's windows are plain dicts because they are saved with it."""
+    items[key] = value
+    if len(items) > limit:
+        del items[next(iter(items))]
+
+
 def is_duplicate(journey: Journey, event_id: str) -> bool:
     """Remember ``event_id``; True if it was seen recently (the event is to be ignored)."""
-    seen = journey.seen_ids
-    if event_id in seen:
+    if event_id in journey.seen_ids:
         return True
-    seen[event_id] = None
-    if len(seen) > MAX_SEEN_IDS:
-        del seen[next(iter(seen))]
+    _put_bounded(journey.seen_ids, event_id, None, MAX_SEEN_IDS)
     return False
 
 
@@ -299,9 +309,7 @@ def respond(journey: Journey, event: InvitationResponse, t: int) -> str | None:
     key = f"{event.invitation_id}/{event.response}"
     if key in journey.answered:
         return None
-    journey.answered[key] = None
-    if len(journey.answered) > 4 * MAX_RECENT:
-        del journey.answered[next(iter(journey.answered))]
+    _put_bounded(journey.answered, key, None, 4 * MAX_RECENT)
     counts = journey.answers.setdefault(rule_id, {})
     counts[event.response] = counts.get(event.response, 0) + 1
     if event.response == "declined":
@@ -316,6 +324,4 @@ def remember_sent(journey: Journey, invitation_id: str, rule_id: str, t: int, da
     previous = journey.sent_day.get(rule_id)
     count = previous[1] + 1 if previous and previous[0] == day else 1
     journey.sent_day[rule_id] = [day, count]
-    journey.recent[invitation_id] = rule_id
-    if len(journey.recent) > MAX_RECENT:
-        del journey.recent[next(iter(journey.recent))]
+    _put_bounded(journey.recent, invitation_id, rule_id, MAX_RECENT)

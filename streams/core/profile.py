@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from typing import Final
 from urllib.parse import parse_qsl, urlsplit
 
+from cachetools import FIFOCache
 from device_detector import DeviceDetector
 
 from schemas.templates import Placeholder, parse_template, render_parts
@@ -61,8 +62,6 @@ def known_device(user_agent: str) -> str | None:
 
 def remember_device(user_agent: str, device: str) -> str:
     """Cache ``device`` for ``user_agent`` (known from elsewhere, e.g. a visitor's journey)."""
-    if len(_devices) >= UA_CACHE_SIZE:
-        del _devices[next(iter(_devices))]  # the oldest: a user agent in use comes back
     _devices[user_agent] = device
     return device
 
@@ -77,8 +76,9 @@ def user_agent_key(user_agent: str) -> int:
 
 # Parsing takes milliseconds and a site sees few distinct user agents at a time: cache by
 # string, one short string per user agent (device-detector's own cache, check_cache,
-# would keep whole parser objects).
-_devices: dict[str, str] = {}
+# would keep whole parser objects). When full, the user agent cached first goes first: one
+# in use comes back.
+_devices: FIFOCache[str, str] = FIFOCache(maxsize=UA_CACHE_SIZE)
 
 
 def _parse_device(user_agent: str) -> str:

@@ -11,11 +11,12 @@ first-in-first-out windows, and lists are short deques.
 
 from __future__ import annotations
 
-from collections import Counter, OrderedDict, deque
+from collections import Counter, deque
 from collections.abc import Iterable, Mapping
 from typing import Any, Final
 
 import orjson
+from cachetools import FIFOCache
 
 from schemas.instants import format_instant
 from streams.core.dwell import Key, PageWindow, decode_key
@@ -142,8 +143,10 @@ class Board:
         self.dlq = WindowedCounts(lookback_ms)  # ("dlq", reason) -> n
         self.decisions_seen = SeenIds(remembered)
         self.invitations_seen = SeenIds(remembered)
-        self.tracked: OrderedDict[str, _Tracked] = OrderedDict()
-        self.early: OrderedDict[str, list[tuple[int, str]]] = OrderedDict()  # before their rule
+        # First in, first out: the oldest invitation is forgotten first, however often read.
+        self.tracked: FIFOCache[str, _Tracked] = FIFOCache(maxsize=remembered)
+        # Responses read before their invitation (so before their rule).
+        self.early: FIFOCache[str, list[tuple[int, str]]] = FIFOCache(maxsize=remembered // 10)
         self.latest: deque[dict[str, Any]] = deque(maxlen=latest)
         self.dead: deque[dict[str, Any]] = deque(maxlen=dlq_latest)
         self.samples: dict[str, deque[tuple[int, int]]] = {}
@@ -189,8 +192,6 @@ class Board:
         if invitation_id in self.tracked:
             return
         self.tracked[invitation_id] = _Tracked(rule_id)
-        if len(self.tracked) > self.remembered:
-            self.tracked.popitem(last=False)
         for at_ms, response in self.early.pop(invitation_id, ()):
             self._respond(at_ms, invitation_id, response)
 
@@ -206,10 +207,8 @@ class Board:
             return
         if invitation_id in self.tracked:
             self._respond(at_ms, invitation_id, response)
-        else:  # its invitation is not read yet (another topic), or is older than the lookback
+        elif self.early.maxsize:  # its invitation is not read yet, or is older than the lookback
             self.early.setdefault(invitation_id, []).append((at_ms, response))
-            if len(self.early) > self.remembered // 10:
-                self.early.popitem(last=False)
 
     def _respond(self, at_ms: int, invitation_id: str, response: str) -> None:
         tracked = self.tracked[invitation_id]

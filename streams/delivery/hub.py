@@ -8,10 +8,10 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections import OrderedDict
 from typing import Any, Final
 
 import orjson
+from cachetools import FIFOCache
 
 from schemas.invitations import Invitation, parse_instant
 
@@ -112,7 +112,8 @@ class Hub:
     def __init__(self) -> None:
         self.pending = Pending()
         self._pages: dict[str, list[Outbox]] = {}  # visitor -> open pages, latest last
-        self._shown: OrderedDict[str, None] = OrderedDict()
+        # The ids pages got, the first shown forgotten first (a read does not keep one).
+        self._shown: FIFOCache[str, None] = FIFOCache(maxsize=MAX_REMEMBERED_SHOWN)
         self.counts = {"received": 0, "expired": 0, "pushed": 0, "held": 0, "shown": 0,
                        "duplicate": 0}  # fmt: skip
 
@@ -160,8 +161,6 @@ class Hub:
         if invitation_id in self._shown:
             return False
         self._shown[invitation_id] = None
-        if len(self._shown) > MAX_REMEMBERED_SHOWN:
-            self._shown.popitem(last=False)
         self.counts["shown"] += 1
         return True
 

@@ -17,9 +17,10 @@ counted in ``invalid`` and skipped: they never stop delivery.
 from __future__ import annotations
 
 import logging
-from collections import OrderedDict
 from collections.abc import Iterator
 from typing import Any
+
+from cachetools import LRUCache
 
 from schemas.errors import BrokerError, InvalidInput
 from schemas.invitations import Invitation, parse_invitation
@@ -29,23 +30,21 @@ log = logging.getLogger(__name__)
 
 
 class SeenIds:
-    """A set of the last ``capacity`` ids: older ones are forgotten first."""
+    """A set of the last ``capacity`` ids seen: the least recently seen is forgotten first.
+
+    A copy counts as a sighting, so an id that keeps coming back stays remembered."""
 
     def __init__(self, capacity: int) -> None:
         if capacity < 1:
             raise ValueError(f"capacity must be at least 1, got {capacity}")
         self.capacity = capacity
-        self._ids: OrderedDict[str, None] = OrderedDict()
+        self._ids: LRUCache[str, None] = LRUCache(maxsize=capacity)
 
     def add(self, item: str) -> bool:
         """Remember ``item``; False if it was already remembered (a copy)."""
-        if item in self._ids:
-            self._ids.move_to_end(item)
-            return False
-        self._ids[item] = None
-        if len(self._ids) > self.capacity:
-            self._ids.popitem(last=False)
-        return True
+        known = item in self._ids
+        self._ids[item] = None  # a new id, or a copy: now the most recently seen
+        return not known
 
     def __len__(self) -> int:
         return len(self._ids)

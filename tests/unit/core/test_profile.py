@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import orjson
 import pytest
+from cachetools import FIFOCache
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -73,6 +74,13 @@ def test_device_of(user_agent: str | None, device: str) -> None:
     assert device_of(user_agent) == device
 
 
+def _empty_cache() -> FIFOCache[str, str]:
+    """The process's device cache as a new process has it."""
+    import streams.core.profile as profile
+
+    return FIFOCache(maxsize=profile.UA_CACHE_SIZE)
+
+
 @pytest.fixture
 def parses(monkeypatch: pytest.MonkeyPatch) -> list[str]:
     """The user agents device-detector parses from here on, with an empty cache."""
@@ -85,7 +93,7 @@ def parses(monkeypatch: pytest.MonkeyPatch) -> list[str]:
         seen.append(user_agent)
         return parse(user_agent)
 
-    monkeypatch.setattr(profile, "_devices", {})
+    monkeypatch.setattr(profile, "_devices", _empty_cache())
     monkeypatch.setattr(profile, "_parse_device", counting)
     return seen
 
@@ -97,13 +105,18 @@ def test_device_of_parses_a_user_agent_once_and_keeps_a_bounded_number(
 
     assert device_of(WINDOWS_CHROME) == device_of(WINDOWS_CHROME) == "desktop"
     assert parses == [WINDOWS_CHROME]
-    monkeypatch.setattr(profile, "UA_CACHE_SIZE", 2)
+    small: FIFOCache[str, str] = FIFOCache(maxsize=2)
+    small.update(profile._devices)
+    monkeypatch.setattr(profile, "_devices", small)
     for user_agent in (IPHONE_SAFARI, IPAD_SAFARI, WINDOWS_CHROME):
         device_of(user_agent)
     # The oldest (Windows) made room for the iPad, and is parsed again.
     assert parses == [WINDOWS_CHROME, IPHONE_SAFARI, IPAD_SAFARI, WINDOWS_CHROME]
     assert len(profile._devices) == 2
     assert known_device(IPHONE_SAFARI) is None and known_device(WINDOWS_CHROME) == "desktop"
+    # First in, first out: reading the iPad's device does not keep it from going next.
+    assert device_of(IPAD_SAFARI) == "tablet" and device_of(IPHONE_SAFARI) == "mobile"
+    assert known_device(IPAD_SAFARI) is None and known_device(WINDOWS_CHROME) == "desktop"
 
 
 def test_user_agent_key_is_stable_across_processes() -> None:
@@ -138,7 +151,7 @@ def test_a_journey_keeps_its_device_across_a_restart_without_parsing_again(
     journey = _seen(Journey("v1", "shop"), IPHONE_SAFARI, 1)
     assert journey.device == "mobile" and parses == [IPHONE_SAFARI]
 
-    monkeypatch.setattr(profile, "_devices", {})  # a new process: nothing cached
+    monkeypatch.setattr(profile, "_devices", _empty_cache())  # a new process: nothing cached
     journey = _seen(journey, IPHONE_SAFARI, 2)
     assert journey.device == "mobile" and parses == [IPHONE_SAFARI]
     assert known_device(IPHONE_SAFARI) == "mobile"  # and the process knows it now
@@ -155,12 +168,12 @@ def test_a_journey_whose_user_agent_changed_is_not_given_the_old_device(
     journey = _seen(Journey("v1", "shop"), IPHONE_SAFARI, 1)
     journey = _seen(journey, IPAD_SAFARI, 2)
     assert journey.device == "tablet"
-    monkeypatch.setattr(profile, "_devices", {})
+    monkeypatch.setattr(profile, "_devices", _empty_cache())
     journey = _seen(journey, IPHONE_SAFARI, 3)  # the old key must not answer "tablet"
     assert journey.device == "mobile"
     # Same class, another user agent: the key may stay, the device is still right.
     journey = _seen(journey, ANDROID_PHONE_CHROME, 4)
-    monkeypatch.setattr(profile, "_devices", {})
+    monkeypatch.setattr(profile, "_devices", _empty_cache())
     assert _seen(journey, IPAD_SAFARI, 5).device == "tablet"
     assert parses == [IPAD_SAFARI, IPHONE_SAFARI, IPHONE_SAFARI, ANDROID_PHONE_CHROME,
                       IPAD_SAFARI]  # fmt: skip

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 
 import orjson
+import pytest
 
 from schemas.events import parse_event
 from schemas.invitations import Invitation, parse_instant
@@ -92,6 +93,17 @@ def test_hub_drops_expired_and_already_shown_invitations() -> None:
     assert not hub.mark_shown("inv-2")
     assert hub.offer(invitation(2), T0) == "shown"
     assert hub.counts["expired"] == 1 and hub.counts["shown"] == 1
+
+
+def test_the_hub_forgets_the_first_shown_first(monkeypatch: pytest.MonkeyPatch) -> None:
+    import streams.delivery.hub as hub_module
+
+    monkeypatch.setattr(hub_module, "MAX_REMEMBERED_SHOWN", 2)
+    hub = Hub()
+    assert hub.mark_shown("inv-1") and hub.mark_shown("inv-2")
+    assert hub.was_shown("inv-1")  # a read does not keep it: first in, first out
+    assert hub.mark_shown("inv-3")
+    assert not hub.was_shown("inv-1") and hub.was_shown("inv-2") and hub.was_shown("inv-3")
 
 
 def test_what_a_closed_page_did_not_get_goes_to_another_page_or_is_held() -> None:
