@@ -25,8 +25,8 @@ from streams.settings import Settings
 from streams.worker.metrics import ConsumerLag, Tally, WorkerMetrics
 from streams.worker.pipeline import Pipeline
 from streams.worker.tables import partition_of
-from tests.unit.delivery.test_delivery import T0 as DELIVERY_T0
-from tests.unit.delivery.test_delivery import invitation
+from tests.unit.delivery.delivery_helpers import T0 as DELIVERY_T0
+from tests.unit.delivery.delivery_helpers import invitation
 from tests.unit.worker.standins import StandInApp, batch, click
 
 T0 = parse_instant("2026-12-01T10:00:00Z")
