@@ -146,8 +146,11 @@ def _duplicate_ids(rules: Iterable[Rule], where: str) -> list[tuple[str, str]]:
 
 
 def rule_to_json(rule: Rule) -> bytes:
-    """One rule as compact JSON, as published on the rules topic (options left out)."""
-    return rule.__pydantic_serializer__.to_json(rule, exclude_none=True)
+    """One rule as compact JSON, as published on the rules topic.
+
+    Fields at their defaults are left out; every other value is written, null included:
+    ``frequency.per_session: null`` (no limit) must not come back as the default 1."""
+    return rule.__pydantic_serializer__.to_json(rule, exclude_defaults=True)
 
 
 @dataclass(frozen=True, slots=True, repr=False)

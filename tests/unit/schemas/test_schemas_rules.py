@@ -258,6 +258,16 @@ def test_every_predicate_form_is_accepted(predicate: Any) -> None:
     assert orjson.loads(rule_to_json(r))["audience"]["attr"] == predicate
 
 
+@pytest.mark.parametrize(
+    "frequency",
+    [{}, {"per_session": None}, {"per_session": None, "per_day": None}, {"per_day": 3}],
+)
+def test_a_rule_comes_back_from_the_rules_topic_as_it_was_given(frequency: Any) -> None:
+    # per_session defaults to 1; null means no limit, and must stay null on the topic.
+    [r] = load_rules(json.dumps([rule(frequency=frequency)])).rules
+    assert parse_rule_message(rule_to_json(r)) == r
+
+
 def test_unknown_operator_is_named_with_the_accepted_ones() -> None:
     assert the_problem(rule(audience={"visits": {"gtee": 2}})) == (
         "rules[0] (id=pricing-hesitation).audience.visits",
