@@ -118,14 +118,15 @@ def landing_attributes(url: str, referrer: str | None) -> dict[str, str]:
 # --- Locale ---------------------------------------------------------------------------
 
 
-def pick_locale(language: str | None, locales: Mapping[str, object]) -> str | None:
+def pick_locale(language: object, locales: Mapping[str, object]) -> str | None:
     """The key of ``locales`` to use for a visitor language such as ``ja-JP``, or None.
 
     In order: the same tag (case-insensitive), the visitor's primary subtag ("ja-JP" ->
     "ja"), then a locale with the visitor's primary subtag ("ja" -> "ja-JP"; the first in
-    sorted order when several, so the choice never depends on key order).
+    sorted order when several, so the choice never depends on key order). A language
+    that is not text (a visitor may send ``"language": 7``) matches no locale.
     """
-    if not language or not locales:
+    if not isinstance(language, str) or not language or not locales:
         return None
     wanted = language.strip().replace("_", "-").lower()
     primary = wanted.partition("-")[0]

@@ -72,6 +72,16 @@ def test_locale_is_none_when_no_translation_matches() -> None:
     )
 
 
+def test_a_language_that_is_not_text_gets_the_default_message() -> None:
+    # Attributes are any JSON; a visitor sending "language": 7 must not stop the engine.
+    invitation = greeted(language=7)
+
+    assert (invitation["locale"], invitation["message"]) == (
+        None,
+        "Hi there, any questions about our plans?",
+    )
+
+
 def test_locale_is_none_without_a_language() -> None:
     assert greeted()["locale"] is None
 

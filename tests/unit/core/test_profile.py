@@ -241,9 +241,12 @@ def test_landing_attributes_edge_cases(
         (None, {"ja": "…"}, None),
         ("", {"ja": "…"}, None),
         ("ja", {}, None),
+        (7, {"ja": "…"}, None),  # attributes are any JSON: not text, no locale
+        (True, {"ja": "…"}, None),
+        (["ja"], {"ja": "…"}, None),
     ],
 )
-def test_pick_locale(language: str | None, locales: dict[str, str], expected: str | None) -> None:
+def test_pick_locale(language: object, locales: dict[str, str], expected: str | None) -> None:
     assert pick_locale(language, locales) == expected
 
 
