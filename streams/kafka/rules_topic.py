@@ -30,6 +30,7 @@ from streams.settings import Settings
 
 log = logging.getLogger(__name__)
 
+
 def read_rules(settings: Settings, topic: str | None = None, timeout_s: float = 10) -> RuleBook:
     """Fold the rules topic from its beginning up to its end offset at call time.
 
