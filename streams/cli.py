@@ -1,7 +1,8 @@
 """The ``beckon`` command: parses arguments, builds Settings once, calls the library.
 
-Every setting is a ``--flag`` on every sub-command as well as a ``BECKON_`` variable;
-a flag wins over the variable.
+Every setting is a ``BECKON_`` variable for every sub-command; a sub-command also offers
+as ``--flags`` the settings of the groups it reads (:data:`COMMANDS`), so its ``--help``
+lists what matters to it. A flag wins over the variable.
 """
 
 from __future__ import annotations
@@ -11,28 +12,108 @@ import logging
 import sys
 import time
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
-from typing import Any
+from typing import Any, Final, get_args
+
+from pydantic import SecretStr
+from pydantic.fields import FieldInfo
+from pydantic_core import PydanticUndefined
 
 from schemas.errors import BeckonError
 from streams.kafka import topics
 from streams.ops import broker
-from streams.settings import Settings, load_settings
+from streams.settings import (
+    BROKER,
+    COLLECTOR,
+    CONNECTION,
+    DASHBOARD,
+    DELIVERY,
+    ENGINE,
+    GROUPS,
+    TOPICS,
+    WORKER,
+    Group,
+    Settings,
+    group_of,
+    load_settings,
+)
 
 log = logging.getLogger("beckon")
 
 Handler = Callable[[argparse.Namespace, Settings], int]
 
 
-def _settings_parser() -> argparse.ArgumentParser:
-    """A parent parser with one --flag per Settings field (values checked by Settings)."""
+@dataclass(frozen=True)
+class Uses:
+    """The settings a command offers as flags: the groups it reads, plus single settings it
+    reads from a group it otherwise has no use for (the dashboard shows the lag of the
+    worker's group, ``app_id``). tests/unit/test_cli.py holds each command's code to it."""
+
+    groups: tuple[Group, ...]
+    also: tuple[str, ...] = ()
+
+    def fields(self) -> list[str]:
+        """The settings offered, in the order Settings declares them."""
+        return [n for n in Settings.model_fields if group_of(n) in self.groups or n in self.also]
+
+
+# Each command's settings, by its words after `beckon`; docs/operations.md has it as a table.
+COMMANDS: Final[dict[str, Uses]] = {
+    "up": Uses(GROUPS),  # its services get every setting, through the environment
+    "broker start": Uses((CONNECTION, TOPICS, BROKER)),  # it creates the topics too
+    "broker stop": Uses((BROKER,)),
+    "broker status": Uses((BROKER,)),
+    "broker install": Uses((BROKER,)),
+    "topics create": Uses((CONNECTION, TOPICS)),
+    "rules validate": Uses(()),  # a file, nothing else
+    "rules apply": Uses((CONNECTION, TOPICS)),
+    "replay": Uses((CONNECTION, TOPICS)),
+    "backtest": Uses((ENGINE,)),  # offline: it reads no Kafka
+    # data_dir defaults to a folder under home
+    "worker": Uses((CONNECTION, TOPICS, ENGINE, WORKER), also=("home",)),
+    # events larger than the worker takes are refused at the door
+    "collector": Uses((CONNECTION, TOPICS, COLLECTOR), also=("max_event_bytes",)),
+    # the demo pages post to the collector's address unless delivery_collector_url is set
+    "delivery": Uses((CONNECTION, TOPICS, DELIVERY), also=("collector_host", "collector_port")),
+    "dashboard": Uses((CONNECTION, TOPICS, DASHBOARD), also=("app_id",)),
+}
+
+
+def _settings_parser(uses: Uses) -> argparse.ArgumentParser:
+    """A parent parser with a --flag per setting the command uses, under its group's title
+    (the values are checked by Settings, as the environment's are)."""
     parser = argparse.ArgumentParser(add_help=False)
-    group = parser.add_argument_group("settings (each also a BECKON_<NAME> variable)")
-    for name, info in Settings.model_fields.items():
-        flag = "--" + name.replace("_", "-")
-        group.add_argument(flag, dest=f"setting_{name}", metavar="VALUE",
-                           help=info.description)  # fmt: skip
+    offered = uses.fields()
+    for group in GROUPS:
+        names = [name for name in offered if group_of(name) == group]
+        if not names:
+            continue
+        title = f"{group.name} settings (each also a BECKON_<NAME> variable)"
+        section = parser.add_argument_group(title, group.about)
+        for name in names:
+            section.add_argument(
+                "--" + name.replace("_", "-"),
+                dest=f"setting_{name}",
+                metavar="VALUE",
+                help=_flag_help(Settings.model_fields[name]),
+            )
     return parser
+
+
+def _flag_help(info: FieldInfo) -> str:
+    """The description and the default in brackets. A secret's default is never shown, and
+    neither is an empty one (the description says what it means)."""
+    text = info.description or ""
+    if not _is_secret(info) and info.default not in (None, "", PydanticUndefined):
+        text += f" [{info.default}]"
+    return text.replace("%", "%%")  # argparse formats help with %
+
+
+def _is_secret(info: FieldInfo) -> bool:
+    kinds = (info.annotation, *get_args(info.annotation))
+    return SecretStr in kinds or isinstance(info.default, SecretStr)
 
 
 def _settings_from(args: argparse.Namespace) -> Settings:
@@ -208,16 +289,27 @@ def cmd_up(args: argparse.Namespace, settings: Settings) -> int:
 # --- the parser ---------------------------------------------------------------------------
 
 
+def _version() -> str:
+    """The installed distribution's version: pyproject's, wherever the code was run from."""
+    try:
+        return version("beckon")
+    except PackageNotFoundError:  # a source tree that was never installed
+        return "unknown"
+
+
 def build_parser() -> argparse.ArgumentParser:
-    common = _settings_parser()
     parser = argparse.ArgumentParser(
         prog="beckon", description="Beckon: proactive chat invitations from clickstreams."
     )
     parser.add_argument("-v", "--verbose", action="store_true", help="log debug detail")
+    parser.add_argument("--version", action="version", version=f"beckon {_version()}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    def add(parent: argparse._SubParsersAction[argparse.ArgumentParser], name: str,
+    def add(parent: argparse._SubParsersAction[argparse.ArgumentParser], command: str,
             handler: Handler, help: str) -> argparse.ArgumentParser:  # fmt: skip
+        """The sub-command ``beckon COMMAND``, with the flags of the settings it uses."""
+        common = _settings_parser(COMMANDS[command])
+        name = command.split()[-1]
         p = parent.add_parser(name, parents=[common], help=help, description=help)
         p.set_defaults(handler=handler)
         return p
@@ -226,16 +318,16 @@ def build_parser() -> argparse.ArgumentParser:
 
     broker_p = sub.add_parser("broker", help="a local single-node Kafka (KRaft)")
     broker_sub = broker_p.add_subparsers(dest="action", required=True, metavar="ACTION")
-    add(broker_sub, "start", cmd_broker_start, "start it; returns once it accepts clients")
-    add(broker_sub, "stop", cmd_broker_stop, "stop it cleanly")
-    add(broker_sub, "status", cmd_broker_status, "exit 0 if it runs, 1 if not")
-    add(broker_sub, "install", cmd_broker_install, "fetch Kafka's jars from Maven Central")
+    add(broker_sub, "broker start", cmd_broker_start, "start it; returns once it accepts clients")
+    add(broker_sub, "broker stop", cmd_broker_stop, "stop it cleanly")
+    add(broker_sub, "broker status", cmd_broker_status, "exit 0 if it runs, 1 if not")
+    add(broker_sub, "broker install", cmd_broker_install, "fetch Kafka's jars from Maven Central")
 
     rules_p = sub.add_parser("rules", help="targeting rules files")
     rules_sub = rules_p.add_subparsers(dest="action", required=True, metavar="ACTION")
-    add(rules_sub, "validate", cmd_rules_validate, "check a rules file").add_argument("file")
+    add(rules_sub, "rules validate", cmd_rules_validate, "check a rules file").add_argument("file")
     apply_help = "publish a rules file to the rules topic: the whole set in force"
-    apply_p = add(rules_sub, "apply", cmd_rules_apply, apply_help)
+    apply_p = add(rules_sub, "rules apply", cmd_rules_apply, apply_help)
     apply_p.add_argument("file")
     apply_p.add_argument(
         "--if-empty", action="store_true",
@@ -265,7 +357,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     topics_p = sub.add_parser("topics", help="the contract's topics")
     topics_sub = topics_p.add_subparsers(dest="action", required=True, metavar="ACTION")
-    add(topics_sub, "create", cmd_topics_create, "create the topics that are missing")
+    add(topics_sub, "topics create", cmd_topics_create, "create the topics that are missing")
     return parser
 
 

@@ -1,14 +1,16 @@
 """Beckon's configuration: one pydantic-settings class, read from the environment once.
 
-Every field is a ``BECKON_<NAME>`` environment variable and a ``--name`` flag of the
-``beckon`` command (see ``streams.cli``). Entry points build a :class:`Settings` and pass
-it down as a value; library code never reads the environment itself.
+Every field is a ``BECKON_<NAME>`` environment variable, read by every command, and a
+``--name`` flag of the ``beckon`` commands that use its group (see ``streams.cli``). Entry
+points build a :class:`Settings` and pass it down as a value; library code never reads the
+environment itself.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Final, Literal, TypeVar
 
 from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -25,6 +27,38 @@ SecurityProtocol = Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"]
 SaslMechanism = Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"]
 
 
+@dataclass(frozen=True)
+class Group:
+    """A group of settings. A command offers as flags only the groups it reads, so its
+    ``--help`` shows what matters to it; the environment still sets any setting."""
+
+    name: str
+    about: str
+
+
+CONNECTION = Group("connection", "how to reach Kafka: servers, TLS, SASL")
+TOPICS = Group("topics", "the contract's topics: names, partitions, replication")
+ENGINE = Group("engine", "when rules fire: sessions, presence, gaps, expiry, dwell windows")
+WORKER = Group("worker", "the stream worker: group, state, batches, guarantee, web port")
+COLLECTOR = Group("collector", "the HTTP collector")
+DELIVERY = Group("delivery", "the delivery service and its demo shop")
+DASHBOARD = Group("dashboard", "the live operations page")
+BROKER = Group("broker", "the local broker (beckon broker): Kafka release, ports, files")
+GROUPS: Final = (CONNECTION, TOPICS, ENGINE, WORKER, COLLECTOR, DELIVERY, DASHBOARD, BROKER)
+
+# A field's type names its group, e.g. ``grace_s: Worker[float]``: the group is declared
+# where the field is, and a field without one fails tests/unit/test_cli.py.
+_T = TypeVar("_T")
+Connection = Annotated[_T, CONNECTION]
+Topics = Annotated[_T, TOPICS]
+Engine = Annotated[_T, ENGINE]
+Worker = Annotated[_T, WORKER]
+Collector = Annotated[_T, COLLECTOR]
+Delivery = Annotated[_T, DELIVERY]
+Dashboard = Annotated[_T, DASHBOARD]
+Broker = Annotated[_T, BROKER]
+
+
 def _default_home() -> Path:
     return Path.home() / ".cache" / "beckon"
 
@@ -37,123 +71,152 @@ class Settings(BaseSettings):
     )
 
     # --- Kafka connection -------------------------------------------------------------
-    bootstrap: str = Field("localhost:9092", description="Kafka bootstrap servers, host:port,...")
-    security_protocol: SecurityProtocol = Field("PLAINTEXT", description="Kafka security protocol")
-    sasl_mechanism: SaslMechanism | None = Field(None, description="SASL mechanism")
-    sasl_username: str | None = Field(None, description="SASL user name")
-    sasl_password: SecretStr | None = Field(None, description="SASL password (never logged)")
-    ssl_cafile: Path | None = Field(None, description="CA bundle to verify the brokers")
-    ssl_certfile: Path | None = Field(None, description="client certificate (mutual TLS)")
-    ssl_keyfile: Path | None = Field(None, description="client private key (mutual TLS)")
-    ssl_password: SecretStr | None = Field(None, description="password of the private key")
-    ssl_check_hostname: bool = Field(True, description="verify the brokers' host names")
+    bootstrap: Connection[str] = Field(
+        "localhost:9092", description="Kafka bootstrap servers, host:port,..."
+    )
+    security_protocol: Connection[SecurityProtocol] = Field(
+        "PLAINTEXT", description="Kafka security protocol"
+    )
+    sasl_mechanism: Connection[SaslMechanism | None] = Field(None, description="SASL mechanism")
+    sasl_username: Connection[str | None] = Field(None, description="SASL user name")
+    sasl_password: Connection[SecretStr | None] = Field(
+        None, description="SASL password (never logged)"
+    )
+    ssl_cafile: Connection[Path | None] = Field(None, description="CA bundle to verify the brokers")
+    ssl_certfile: Connection[Path | None] = Field(
+        None, description="client certificate (mutual TLS)"
+    )
+    ssl_keyfile: Connection[Path | None] = Field(
+        None, description="client private key (mutual TLS)"
+    )
+    ssl_password: Connection[SecretStr | None] = Field(
+        None, description="password of the private key"
+    )
+    ssl_check_hostname: Connection[bool] = Field(True, description="verify the brokers' host names")
 
     # --- Topics -----------------------------------------------------------------------
-    topic_clickstream: str = Field("beckon.clickstream", description="clickstream topic")
-    topic_invitations: str = Field("beckon.invitations", description="invitations topic")
-    topic_decisions: str = Field("beckon.decisions", description="decisions topic")
-    topic_rules: str = Field("beckon.rules", description="rules topic (compacted)")
-    topic_dlq: str = Field("beckon.clickstream.dlq", description="dead-letter topic")
-    topic_dwell_updates: str = Field(
+    topic_clickstream: Topics[str] = Field("beckon.clickstream", description="clickstream topic")
+    topic_invitations: Topics[str] = Field("beckon.invitations", description="invitations topic")
+    topic_decisions: Topics[str] = Field("beckon.decisions", description="decisions topic")
+    topic_rules: Topics[str] = Field("beckon.rules", description="rules topic (compacted)")
+    topic_dlq: Topics[str] = Field("beckon.clickstream.dlq", description="dead-letter topic")
+    topic_dwell_updates: Topics[str] = Field(
         "beckon.dwell.updates", description="per-batch page activity, keyed by page (internal)"
     )
-    topic_dwell: str = Field(
+    topic_dwell: Topics[str] = Field(
         "beckon.dwell", description="dwell aggregates per page and window (compacted)"
     )
-    partitions: int = Field(8, ge=1, le=10_000, description="partitions of new topics")
-    replication_factor: int = Field(1, ge=1, le=32, description="replication of new topics")
+    partitions: Topics[int] = Field(8, ge=1, le=10_000, description="partitions of new topics")
+    replication_factor: Topics[int] = Field(1, ge=1, le=32, description="replication of new topics")
 
     # --- The engine (when rules fire) ----------------------------------------------------
-    session_timeout_s: float = Field(
+    session_timeout_s: Engine[float] = Field(
         1800, gt=0, description="new session after this long without events (no session_id)"
     )
-    presence_timeout_s: float = Field(
+    presence_timeout_s: Engine[float] = Field(
         30, gt=0, description="present while the latest event is this recent"
     )
-    min_gap_s: float = Field(60, ge=0, description="minimum time between invitations to a visitor")
-    invitation_ttl_s: float = Field(60, gt=0, description="expires_at = triggered_at + this")
+    min_gap_s: Engine[float] = Field(
+        60, ge=0, description="minimum time between invitations to a visitor"
+    )
+    invitation_ttl_s: Engine[float] = Field(
+        60, gt=0, description="expires_at = triggered_at + this"
+    )
+    dwell_window_s: Engine[int] = Field(
+        60, ge=1, le=86_400, description="dwell aggregate window length"
+    )
 
     # --- The worker (beckon worker) -------------------------------------------------------
-    app_id: str = Field("beckon", description="Faust app id: the consumer group and table prefix")
-    data_dir: Path | None = Field(None, description="worker state (RocksDB) [HOME/worker]")
-    web_host: str = Field("localhost", description="worker web listen address (metrics)")
-    web_port: int = Field(6066, ge=1, le=65535, description="worker web port (metrics)")
-    grace_s: float = Field(2.0, ge=0, description="fire an instant once the clock passes it + this")
-    processing_guarantee: Literal["at_least_once", "exactly_once"] = Field(
+    app_id: Worker[str] = Field(
+        "beckon", description="Faust app id: the consumer group and table prefix"
+    )
+    data_dir: Worker[Path | None] = Field(None, description="worker state (RocksDB) [HOME/worker]")
+    web_host: Worker[str] = Field("localhost", description="worker web listen address (metrics)")
+    web_port: Worker[int] = Field(6066, ge=1, le=65535, description="worker web port (metrics)")
+    grace_s: Worker[float] = Field(
+        2.0, ge=0, description="fire an instant once the clock passes it + this"
+    )
+    processing_guarantee: Worker[Literal["at_least_once", "exactly_once"]] = Field(
         "at_least_once", description="at_least_once, or exactly_once (see docs/worker.md)"
     )
-    broker_session_timeout_s: float = Field(
+    broker_session_timeout_s: Worker[float] = Field(
         30.0, gt=0, description="a worker silent this long leaves the group (crash takeover)"
     )
-    batch_max: int = Field(5000, ge=1, description="records handled per batch at most")
-    batch_within_s: float = Field(
+    batch_max: Worker[int] = Field(5000, ge=1, description="records handled per batch at most")
+    batch_within_s: Worker[float] = Field(
         0.05, gt=0, description="longest wait to fill a batch (exactly_once's Faust agents)"
     )
-    max_event_bytes: int = Field(65536, ge=256, description="larger messages go to the DLQ")
-    table_write_buffer_mb: int = Field(
+    max_event_bytes: Worker[int] = Field(65536, ge=256, description="larger messages go to the DLQ")
+    table_write_buffer_mb: Worker[int] = Field(
         8, ge=1, le=1024, description="RocksDB memtable size of each table partition"
     )
-    table_block_cache_mb: int = Field(
+    table_block_cache_mb: Worker[int] = Field(
         16, ge=1, le=8192, description="RocksDB block cache of each table partition"
     )
-    dwell_window_s: int = Field(60, ge=1, le=86_400, description="dwell aggregate window length")
-    dwell_flush_s: float = Field(
+    dwell_flush_s: Worker[float] = Field(
         1.0, gt=0, le=60, description="publish the page activity gathered this often"
     )
-    dwell_retention_s: int = Field(
+    dwell_retention_s: Worker[int] = Field(
         86_400, ge=60, description="dwell aggregates are kept this long after their window"
     )
 
     # --- The collector (beckon collector) -------------------------------------------------
-    collector_host: str = Field("localhost", description="collector listen address")
-    collector_port: int = Field(8080, ge=1, le=65535, description="collector HTTP port")
-    collector_sites: Path | None = Field(
+    collector_host: Collector[str] = Field("localhost", description="collector listen address")
+    collector_port: Collector[int] = Field(8080, ge=1, le=65535, description="collector HTTP port")
+    collector_sites: Collector[Path | None] = Field(
         None, description="sites file: origins, keys, rate limits [none: accept every site]"
     )
-    collector_max_body_bytes: int = Field(
+    collector_max_body_bytes: Collector[int] = Field(
         1_048_576, ge=1024, description="larger request bodies are refused (413)"
     )
-    collector_clock_skew_s: float = Field(
+    collector_clock_skew_s: Collector[float] = Field(
         300, gt=0, description="client clocks further off than this are corrected"
     )
-    collector_country_header: str = Field(
+    collector_country_header: Collector[str] = Field(
         "", description="trusted header with the visitor's country code [none]"
     )
-    collector_ack_timeout_s: float = Field(
+    collector_ack_timeout_s: Collector[float] = Field(
         10, gt=0, description="answer 503 when Kafka has not acknowledged within this"
     )
 
     # --- The delivery service and demo shop (beckon delivery) -----------------------------
-    delivery_host: str = Field("localhost", description="delivery service listen address")
-    delivery_port: int = Field(8000, ge=1, le=65535, description="delivery service HTTP port")
-    delivery_group: str = Field(
+    delivery_host: Delivery[str] = Field("localhost", description="delivery service listen address")
+    delivery_port: Delivery[int] = Field(
+        8000, ge=1, le=65535, description="delivery service HTTP port"
+    )
+    delivery_group: Delivery[str] = Field(
         "beckon-delivery",
         description="consumer group of the delivery service (its own for each instance)",
     )
-    delivery_keepalive_s: float = Field(
+    delivery_keepalive_s: Delivery[float] = Field(
         15, gt=0, le=3600, description="an SSE keep-alive comment after this long without data"
     )
-    delivery_collector_url: str | None = Field(
+    delivery_collector_url: Delivery[str | None] = Field(
         None,
         description="collector the demo pages post to [http://COLLECTOR_HOST:COLLECTOR_PORT]",
     )
-    delivery_site_id: str = Field("demo-shop", description="site_id of the demo shop's events")
+    delivery_site_id: Delivery[str] = Field(
+        "demo-shop", description="site_id of the demo shop's events"
+    )
 
     # --- The dashboard (beckon dashboard) --------------------------------------------------
-    dashboard_host: str = Field("localhost", description="dashboard listen address")
-    dashboard_port: int = Field(8090, ge=1, le=65535, description="dashboard HTTP port")
-    dashboard_lookback_s: float = Field(
+    dashboard_host: Dashboard[str] = Field("localhost", description="dashboard listen address")
+    dashboard_port: Dashboard[int] = Field(8090, ge=1, le=65535, description="dashboard HTTP port")
+    dashboard_lookback_s: Dashboard[float] = Field(
         3600, gt=0, description="the funnel and tables cover this much recent history"
     )
 
     # --- Local broker (beckon broker ...) ---------------------------------------------
-    kafka_version: str = Field(KAFKA_VERSION, description="Apache Kafka release to run")
-    home: Path = Field(default_factory=_default_home, description="cache: jars, broker data")
-    broker_dir: Path | None = Field(None, description="broker data and logs [HOME/broker]")
-    broker_port: int = Field(9092, ge=1, le=65535, description="local broker's client port")
-    controller_port: int = Field(9093, ge=1, le=65535, description="local controller port")
-    broker_heap: str = Field("1g", description="JVM heap of the local broker (-Xmx)")
-    broker_start_timeout: float = Field(90.0, gt=0, description="seconds to wait for start")
+    kafka_version: Broker[str] = Field(KAFKA_VERSION, description="Apache Kafka release to run")
+    home: Broker[Path] = Field(
+        default_factory=_default_home,
+        description="cache: Kafka's jars, broker data, worker state [~/.cache/beckon]",
+    )
+    broker_dir: Broker[Path | None] = Field(None, description="broker data and logs [HOME/broker]")
+    broker_port: Broker[int] = Field(9092, ge=1, le=65535, description="local broker's client port")
+    controller_port: Broker[int] = Field(9093, ge=1, le=65535, description="local controller port")
+    broker_heap: Broker[str] = Field("1g", description="JVM heap of the local broker (-Xmx)")
+    broker_start_timeout: Broker[float] = Field(90.0, gt=0, description="seconds to wait for start")
 
     @field_validator("bootstrap")
     @classmethod
@@ -243,6 +306,15 @@ class Settings(BaseSettings):
                 password=self.ssl_password.get_secret_value() if self.ssl_password else None,
             )
         return conf
+
+
+def group_of(name: str) -> Group:
+    """The group of a Settings field. Exactly one: a field in none would be a flag of no
+    command, so this raises, and every command's parser with it."""
+    groups = [m for m in Settings.model_fields[name].metadata if isinstance(m, Group)]
+    if len(groups) != 1:
+        raise TypeError(f"Settings.{name} needs one group (e.g. Worker[int]), has {len(groups)}")
+    return groups[0]
 
 
 def load_settings(**overrides: Any) -> Settings:
