@@ -1,8 +1,8 @@
 """Beckon's public contract as code: events in, rules, invitations and decisions out.
 
-events       ClickEvent (one model per type) and the hot-path parser
+events       ClickEvent (one model per type), the hot-path parser, the DLQ reasons
 rules        Rule, RulesFile, RuleSet and their loaders
-invitations  Invitation and Decision, the worker's outputs
+invitations  Invitation and Decision, the worker's outputs, the suppression reasons
 instants     epoch milliseconds <-> RFC 3339 text
 templates    the ``{name|default}`` message template syntax
 errors       the exception tree
@@ -19,10 +19,12 @@ from schemas.errors import (
 )
 from schemas.events import (
     CLICK_EVENT,
+    DLQ_REASONS,
     EVENT_TYPES,
     PAGE_EVENT_TYPES,
     ClickEvent,
     Custom,
+    DeadLetterReason,
     ExitIntent,
     Identify,
     InvitationResponse,
@@ -41,6 +43,7 @@ from schemas.invitations import (
     SUPPRESSION_REASONS,
     Decision,
     Invitation,
+    Suppression,
     decision_to_json,
     invitation_to_json,
     parse_decision,
@@ -67,6 +70,7 @@ from schemas.templates import Placeholder, parse_template, render_template
 __all__ = [
     "CLICK_EVENT",
     "DECISION",
+    "DLQ_REASONS",
     "EMPTY_RULES",
     "EVENT_TYPES",
     "INVITATION",
@@ -77,6 +81,7 @@ __all__ = [
     "ClickEvent",
     "ConfigError",
     "Custom",
+    "DeadLetterReason",
     "Decision",
     "ExitIntent",
     "Frequency",
@@ -97,6 +102,7 @@ __all__ = [
     "RuleSet",
     "RulesFile",
     "Scroll",
+    "Suppression",
     "Timeframe",
     "Trigger",
     "decision_to_json",

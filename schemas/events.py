@@ -11,6 +11,7 @@ error shaping happens only when validation fails.
 
 from __future__ import annotations
 
+from enum import StrEnum
 from typing import Annotated, Any, Final, Literal
 
 import orjson
@@ -158,6 +159,20 @@ EVENT_TYPES: Final[tuple[str, ...]] = tuple(EVENT_MODELS)
 PAGE_EVENT_TYPES: Final[frozenset[str]] = frozenset(
     name for name, model in EVENT_MODELS.items() if issubclass(model, _PageEvent)
 )
+
+
+class DeadLetterReason(StrEnum):
+    """Why the worker sent a clickstream message to the DLQ: its ``beckon.reason`` header.
+
+    A member is its value wherever it goes (a header, a Prometheus label, JSON)."""
+
+    EMPTY = "empty"  # the message has no value
+    TOO_LARGE = "too_large"  # larger than BECKON_MAX_EVENT_BYTES
+    INVALID = "invalid"  # not a valid ClickEvent
+    KEY_MISMATCH = "key_mismatch"  # a valid event whose key is not its visitor_id
+
+
+DLQ_REASONS: Final[tuple[str, ...]] = tuple(reason.value for reason in DeadLetterReason)
 
 CLICK_EVENT: Final[TypeAdapter[ClickEvent]] = TypeAdapter(ClickEvent)
 _validate = CLICK_EVENT.validate_python

@@ -8,6 +8,7 @@ Instants are ``YYYY-MM-DDTHH:MM:SS.mmmZ`` strings; ``format_instant`` writes tha
 
 from __future__ import annotations
 
+from enum import StrEnum
 from typing import Annotated, Any, Final, Literal, TypeVar
 
 import orjson
@@ -30,8 +31,10 @@ from schemas.instants import check_canonical, format_instant, parse_instant
 __all__ = [
     "DECISION",
     "INVITATION",
+    "SUPPRESSION_REASONS",
     "Decision",
     "Invitation",
+    "Suppression",
     "decision_to_json",
     "format_instant",
     "invitation_to_json",
@@ -85,16 +88,22 @@ class Invitation(_Output):
         return expires_at
 
 
-# The reasons the engine writes today. reason is a str, not a Literal, because the contract
-# lets new reasons appear and consumers must not break on them.
-SUPPRESSION_REASONS: Final[tuple[str, ...]] = (
-    "holdout",
-    "per_session",
-    "per_day",
-    "min_gap",
-    "after_decline",
-    "lower_priority",
-)
+class Suppression(StrEnum):
+    """Why a rule that fired did not invite: the reasons the engine writes today.
+
+    A member is its value wherever it goes (JSON, a Prometheus label, a format string).
+    Decision.reason is a str, not this enum, because the contract lets new reasons appear
+    and consumers must not break on them."""
+
+    HOLDOUT = "holdout"
+    PER_SESSION = "per_session"
+    PER_DAY = "per_day"
+    MIN_GAP = "min_gap"
+    AFTER_DECLINE = "after_decline"
+    LOWER_PRIORITY = "lower_priority"
+
+
+SUPPRESSION_REASONS: Final[tuple[str, ...]] = tuple(reason.value for reason in Suppression)
 
 
 class Decision(_Output):

@@ -29,6 +29,9 @@ from prometheus_client import (
     generate_latest,
 )
 
+# The DLQ reasons are the contract's (DeadLetterReason); each series starts at 0.
+from schemas.events import DLQ_REASONS as DLQ_REASONS
+
 # The `_created` series double the series count and no dashboard reads them.
 disable_created_metrics()
 
@@ -45,7 +48,6 @@ METRIC_NAMES: Final = frozenset({
     "beckon_delivery_invitations_total", "beckon_delivery_streams",
 })  # fmt: skip
 
-DLQ_REASONS: Final = ("empty", "too_large", "invalid", "key_mismatch")
 # Live, an invitation is acknowledged within about the grace (2 s) of its instant; a
 # replay of recorded events gives hours or days, hence the long tail.
 TRIGGER_BUCKETS: Final = (0.05, 0.1, 0.25, 0.5, 1, 1.5, 2, 2.5, 3, 4, 5, 7.5, 10, 15, 30, 60,

@@ -31,6 +31,7 @@ from typing import Any, Final, NamedTuple
 
 from schemas.events import ClickEvent, InvitationResponse
 from schemas.instants import format_instant
+from schemas.invitations import Suppression
 from streams.core.dwell import DEFAULT_WINDOW_MS, Contribution, observe
 from streams.core.journey import (
     Journey,
@@ -184,7 +185,7 @@ def _decide(
             )
         )
         day = _local_day(rule, t)
-        reason = "lower_priority" if rank else _suppressed(journey, rule, t, day, limits)
+        reason = Suppression.LOWER_PRIORITY if rank else _suppressed(journey, rule, t, day, limits)
         decision = {
             "invitation_id": invitation_id,
             "visitor_id": journey.visitor_id,
@@ -206,29 +207,29 @@ def _decide(
 
 def _suppressed(
     journey: Journey, rule: CompiledRule, t: int, day: str, limits: Limits
-) -> str | None:
+) -> Suppression | None:
     """Why the winning rule may not invite now, or None."""
     frequency = rule.rule.frequency
     if in_holdout(journey.visitor_id, rule.id, rule.rule.holdout_pct):
-        return "holdout"
+        return Suppression.HOLDOUT
     declined = journey.declined.get(rule.id)
     if (
         frequency.after_decline_days is not None
         and declined is not None
         and t - declined < frequency.after_decline_days * _DAY_MS
     ):
-        return "after_decline"
+        return Suppression.AFTER_DECLINE
     if (
         frequency.per_session is not None
         and journey.sent_session.get(rule.id, 0) >= frequency.per_session
     ):
-        return "per_session"
+        return Suppression.PER_SESSION
     if frequency.per_day is not None:
         sent = journey.sent_day.get(rule.id)
         if sent is not None and sent[0] == day and sent[1] >= frequency.per_day:
-            return "per_day"
+            return Suppression.PER_DAY
     if journey.last_sent >= 0 and t - journey.last_sent < limits.min_gap_ms:
-        return "min_gap"
+        return Suppression.MIN_GAP
     return None
 
 

@@ -19,6 +19,7 @@ import orjson
 from cachetools import FIFOCache
 
 from schemas.instants import format_instant
+from schemas.invitations import Suppression
 from streams.core.dwell import Key, PageWindow, decode_key
 from streams.kafka.consumer import SeenIds
 
@@ -171,7 +172,7 @@ class Board:
         else:
             reason = str(d.get("reason"))
             self.funnel.add(at_ms, (rule, "suppressed:" + reason))
-            if reason == "holdout":
+            if reason == Suppression.HOLDOUT:
                 self.funnel.add(at_ms, (rule, "holdout"))
 
     # --- beckon.invitations ------------------------------------------------------------

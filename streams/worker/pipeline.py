@@ -35,7 +35,7 @@ import faust
 import orjson
 
 from schemas.errors import InvalidEvent
-from schemas.events import ClickEvent, parse_event
+from schemas.events import ClickEvent, DeadLetterReason, parse_event
 from streams.core.dwell import Key, PageWindow, encode_key, fold
 from streams.core.engine import Step, advance, tick
 from streams.core.journey import Journey
@@ -179,20 +179,22 @@ class Pipeline:
         self.metrics.record(tally, self.wall_ms(), newest)
         await self._save(journeys, wakeups)
 
-    def _parse(self, key: bytes | None, raw: bytes | None) -> ClickEvent | tuple[str, str]:
+    def _parse(
+        self, key: bytes | None, raw: bytes | None
+    ) -> ClickEvent | tuple[DeadLetterReason, str]:
         """The event, or why the message goes to the DLQ: (reason, detail)."""
         if raw is None:
-            return ("empty", "the message has no value")
+            return (DeadLetterReason.EMPTY, "the message has no value")
         if len(raw) > self.settings.max_event_bytes:
-            return ("too_large", f"{len(raw)} bytes, over BECKON_MAX_EVENT_BYTES")
+            return (DeadLetterReason.TOO_LARGE, f"{len(raw)} bytes, over BECKON_MAX_EVENT_BYTES")
         try:
             event = parse_event(raw)
         except InvalidEvent as exc:
-            return ("invalid", str(exc))
+            return (DeadLetterReason.INVALID, str(exc))
         if key != event.visitor_id.encode():
             # The journey lives in the partition of its visitor id: a message keyed
             # otherwise would be judged by a worker that does not hold its state.
-            return ("key_mismatch", "the message key must be the event's visitor_id")
+            return (DeadLetterReason.KEY_MISMATCH, "the message key must be the event's visitor_id")
         return event
 
     def _dead_letter(self, message: Record, reason: str, detail: str) -> Output:

@@ -10,10 +10,13 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from schemas.errors import InvalidInput
+from schemas.events import DLQ_REASONS, DeadLetterReason
 from schemas.instants import MAX_MS, MIN_MS
 from schemas.invitations import (
+    SUPPRESSION_REASONS,
     Decision,
     Invitation,
+    Suppression,
     decision_to_json,
     format_instant,
     invitation_to_json,
@@ -191,3 +194,16 @@ def test_invited_with_a_reason_is_refused() -> None:
 
 def test_unknown_outcome_is_named() -> None:
     assert fields_of(parse_decision, decision(outcome="maybe")) == ["outcome"]
+
+
+def test_the_reasons_are_listed_once_and_written_as_their_values() -> None:
+    assert SUPPRESSION_REASONS == ("holdout", "per_session", "per_day", "min_gap",
+                                   "after_decline", "lower_priority")  # fmt: skip
+    assert DLQ_REASONS == ("empty", "too_large", "invalid", "key_mismatch")
+    assert all(type(reason) is str for reason in SUPPRESSION_REASONS + DLQ_REASONS)
+    # An engine's decision dict holds the member; what is written is the value.
+    written = orjson.dumps({"reason": Suppression.HOLDOUT, "dlq": DeadLetterReason.TOO_LARGE})
+    assert written == b'{"reason":"holdout","dlq":"too_large"}'
+    assert f"{Suppression.MIN_GAP}" == str(Suppression.MIN_GAP) == "min_gap"
+    raw = decision(outcome="suppressed", reason=Suppression.PER_DAY)
+    assert type(parse_decision(raw).reason) is str
