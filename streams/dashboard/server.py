@@ -26,6 +26,7 @@ import orjson
 from aiohttp import web
 
 from schemas.instants import format_instant
+from streams.clock import now_ms
 from streams.dashboard.board import Board, lag_rows
 from streams.settings import Settings
 
@@ -35,10 +36,6 @@ STATIC: Final = Path(__file__).resolve().parent / "static"
 SAMPLE_S: Final = 2.0
 STALE_S: Final = 15.0  # /healthz answers 503 when Kafka has not answered for this long
 POLL_MS: Final = 250
-
-
-def now_ms() -> int:
-    return time.time_ns() // 1_000_000
 
 
 class Reader:

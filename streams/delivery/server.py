@@ -21,7 +21,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import threading
-import time
 from collections.abc import AsyncIterator, Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -31,6 +30,7 @@ import orjson
 from aiohttp import web
 
 from schemas.invitations import Invitation
+from streams.clock import now_ms
 from streams.delivery import demo_shop
 from streams.delivery.hub import Hub, is_expired, page_view_of, shown_event, sse_message
 from streams.delivery.metrics import serve_delivery
@@ -43,10 +43,6 @@ SNIPPET: Final = Path(__file__).resolve().parent / "static" / "beckon.js"
 PRUNE_EVERY_S: Final = 5.0
 RETRY_MS: Final = 3000  # how soon a browser's EventSource reconnects after a drop
 KEEPALIVE: Final = b": keep-alive\n\n"
-
-
-def now_ms() -> int:
-    return time.time_ns() // 1_000_000
 
 
 # --- Kafka at the edges: the consumer thread, the `shown` recorder ----------------------
