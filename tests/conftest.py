@@ -10,7 +10,6 @@ The broker, in order of preference:
 from __future__ import annotations
 
 import os
-import socket
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -21,17 +20,12 @@ from hypothesis import settings as hypothesis_settings
 from streams.kafka.topics import TopicSpec, ensure_topics
 from streams.ops import broker
 from streams.settings import KAFKA_VERSION, Settings, load_settings
+from tests.helpers import free_port
 
 # Property tests check behaviour, not speed: hypothesis' default 200 ms deadline per
 # example would fail them on a machine busy with a broker and workers.
 hypothesis_settings.register_profile("beckon", deadline=None)
 hypothesis_settings.load_profile("beckon")
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("localhost", 0))
-        return int(sock.getsockname()[1])
 
 
 def _docker_answers() -> bool:
@@ -54,7 +48,7 @@ def _container_bootstrap() -> Iterator[str]:
     from testcontainers.core.container import DockerContainer
     from testcontainers.core.waiting_utils import wait_for_logs
 
-    port = _free_port()
+    port = free_port()
     container = (
         DockerContainer(f"apache/kafka:{KAFKA_VERSION}")
         .with_bind_ports(9092, port)
@@ -84,7 +78,7 @@ def kafka_settings(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Setting
         for bootstrap in _container_bootstrap():
             yield load_settings(bootstrap=bootstrap)
         return
-    port, cport = _free_port(), _free_port()
+    port, cport = free_port(), free_port()
     settings = load_settings(
         bootstrap=f"localhost:{port}",
         broker_port=port,

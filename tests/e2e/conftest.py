@@ -22,7 +22,7 @@ from kafka import KafkaConsumer
 
 from streams.kafka.topics import ensure_topics
 from streams.settings import Settings
-from tests.conftest import _free_port
+from tests.helpers import free_port
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMEDRIVER = "/usr/bin/chromedriver"
@@ -86,9 +86,9 @@ def system(
             "partitions": 2,
             "data_dir": tmp_path / "worker",
             "grace_s": GRACE_S,
-            "collector_port": _free_port(),
-            "delivery_port": _free_port(),
-            "dashboard_port": _free_port(),
+            "collector_port": free_port(),
+            "delivery_port": free_port(),
+            "dashboard_port": free_port(),
             "delivery_group": f"delivery-{run_id}",
         }
     )
@@ -104,7 +104,7 @@ def system(
     logs = {name: tmp_path / f"{name}.log"
             for name in ("worker", "collector", "delivery", "dashboard")}  # fmt: skip
     commands = {
-        "worker": ["worker", "--rules", str(rules), "--web-port", str(_free_port())],
+        "worker": ["worker", "--rules", str(rules), "--web-port", str(free_port())],
         "collector": ["collector"],
         "delivery": ["delivery"],
         "dashboard": ["dashboard"],

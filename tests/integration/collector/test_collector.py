@@ -6,30 +6,26 @@ the real tracker libraries, which are synchronous, can talk to it.
 
 from __future__ import annotations
 
-import asyncio
-import socket
-import threading
 import time
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import orjson
 import pytest
 import requests
-from aiohttp import web
 from hypothesis import HealthCheck, given
 from hypothesis import settings as hypothesis_settings
 from hypothesis import strategies as st
 from kafka import KafkaConsumer, TopicPartition
 
 from schemas.events import Custom, PagePing, PageView, Scroll, parse_event
-from streams.collector.server import Collector
 from streams.collector.sites import SiteConfig, Sites
 from streams.kafka.topics import TopicSpec, ensure_topics
 from streams.ops import broker
 from streams.settings import Settings, load_settings
+from tests.helpers import free_port
+from tests.integration.helpers import running_collector
 
 pytestmark = pytest.mark.integration
 
@@ -44,36 +40,6 @@ TP2 = "iglu:com.snowplowanalytics.snowplow/payload_data/jsonschema/1-0-4"
 IPHONE = "Mozilla/5.0 (iPhone; CPU iPhone OS 17_4 like Mac OS X) Mobile/15E148 Safari/604.1"
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-@contextmanager
-def running_collector(settings: Settings, sites: Sites = SITES) -> Iterator[str]:
-    """A collector on a free port, served by a thread's event loop; yields its base URL."""
-    loop = asyncio.new_event_loop()
-    thread = threading.Thread(target=loop.run_forever, name="collector", daemon=True)
-    thread.start()
-    port = _free_port()
-
-    async def start() -> web.AppRunner:
-        runner = web.AppRunner(Collector(settings, sites).app(), access_log=None)
-        await runner.setup()
-        await web.TCPSite(runner, "127.0.0.1", port).start()
-        return runner
-
-    runner = asyncio.run_coroutine_threadsafe(start(), loop).result(60)
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        asyncio.run_coroutine_threadsafe(runner.cleanup(), loop).result(60)
-        loop.call_soon_threadsafe(loop.stop)
-        thread.join(10)
-        loop.close()
-
-
 @pytest.fixture
 def collector(
     kafka_settings: Settings, new_topic: Callable[..., str]
@@ -85,7 +51,7 @@ def collector(
             "collector_country_header": "CF-IPCountry",
         }
     )
-    with running_collector(settings) as url:
+    with running_collector(settings, SITES) as url:
         yield url, settings
 
 
@@ -465,7 +431,7 @@ def test_fuzz_every_endpoint_answers_4xx_never_5xx_and_only_valid_events_land(
 def test_broker_down_answers_503_then_accepts_once_it_is_back(
     tmp_path: Path, http: requests.Session
 ) -> None:
-    port, cport = _free_port(), _free_port()
+    port, cport = free_port(), free_port()
     settings = load_settings(
         bootstrap=f"localhost:{port}",
         broker_port=port,
@@ -479,7 +445,7 @@ def test_broker_down_answers_503_then_accepts_once_it_is_back(
     try:
         ensure_topics(settings, [TopicSpec("down.clickstream", 2, {})])
         key = {"X-Beckon-Key": "key-shop-1"}
-        with running_collector(settings) as url:
+        with running_collector(settings, SITES) as url:
             before = http.post(f"{url}/v1/events", json=event(event_id="before"), headers=key)
             broker.stop(settings)
             down = http.post(f"{url}/v1/events", json=event(event_id="during"), headers=key)

@@ -32,8 +32,8 @@ from streams.core.rules import CompiledRules
 from streams.kafka.publisher import Publisher
 from streams.kafka.topics import ensure_topics
 from streams.settings import Settings
-from tests.conftest import _free_port
-from tests.integration.worker.test_worker_live import _expected_dwell, _start_worker
+from tests.helpers import free_port
+from tests.integration.helpers import dwell_records, start_worker
 
 pytestmark = pytest.mark.integration
 
@@ -119,7 +119,7 @@ def live(kafka_settings: Settings, tmp_path: Path) -> tuple[Settings, dict[str, 
 def dashboard(live: tuple[Settings, dict[str, str]], tmp_path: Path) -> Iterator[int]:
     """`beckon dashboard` on the test's topics and a free port: the port."""
     env = live[1]
-    port = _free_port()
+    port = free_port()
     with (tmp_path / "dashboard.log").open("wb") as log:
         process = subprocess.Popen(
             [sys.executable, "-m", "streams.cli", "dashboard", "--dashboard-port", str(port)],
@@ -141,7 +141,7 @@ def test_dashboard_shows_the_backtests_funnel_the_dlq_dwell_responses_and_lag(
     run(read_events(lines, result), CompiledRules.of(load_rules(RULES_YAML)), Limits(), result)
     expected = _funnel(result.decisions)
     assert len(result.invitations) >= 6 and len(expected) >= 2, "a scenario worth showing"
-    expected_pages = _top_pages(_expected_dwell(lines))
+    expected_pages = _top_pages(dwell_records(lines))
     poison = [(b"v-poison", b"not json"),
               (b"v-poison", orjson.dumps({"event_id": "p1", "type": "teleport"})),
               (b"someone-else", lines[0])]  # fmt: skip
@@ -153,7 +153,7 @@ def test_dashboard_shows_the_backtests_funnel_the_dlq_dwell_responses_and_lag(
                          for p in tmp_path.glob("*.log"))  # fmt: skip
 
     with (tmp_path / "worker.log").open("wb") as log:
-        worker = _start_worker(env, rules, log)
+        worker = start_worker(env, rules, log)
         try:
             with Publisher(settings) as pub:
                 for key, value in poison:

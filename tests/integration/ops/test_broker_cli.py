@@ -12,7 +12,7 @@ import pytest
 from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer
 from kafka.admin import ConfigResource, ConfigResourceType
 
-from tests.conftest import _free_port
+from tests.helpers import free_port
 
 pytestmark = pytest.mark.integration
 
@@ -37,7 +37,7 @@ def _running(pid: int) -> bool:
 def test_broker_start_is_idempotent_serves_clients_and_stop_leaves_no_process(
     tmp_path: Path,
 ) -> None:
-    port, cport = _free_port(), _free_port()
+    port, cport = free_port(), free_port()
     env = {
         **{k: v for k, v in os.environ.items() if not k.startswith("BECKON_")},
         "BECKON_BROKER_PORT": str(port),

@@ -22,7 +22,7 @@ import pytest
 from kafka import KafkaConsumer
 
 from streams.settings import load_settings
-from tests.conftest import _free_port
+from tests.helpers import free_port
 
 pytestmark = pytest.mark.integration
 
@@ -55,8 +55,8 @@ def _children(pid: int) -> list[int]:
 
 
 def test_up_runs_every_service_and_ctrl_c_stops_them_all(tmp_path: Path) -> None:
-    ports = {name: _free_port() for name in ("broker", "controller", "web", "collector",
-                                             "delivery", "dashboard")}  # fmt: skip
+    ports = {name: free_port() for name in ("broker", "controller", "web", "collector",
+                                            "delivery", "dashboard")}  # fmt: skip
     env = {k: v for k, v in os.environ.items() if not k.startswith("BECKON_")}
     env.update(
         BECKON_HOME=str(Path.home() / ".cache" / "beckon"),  # the jars setup fetched

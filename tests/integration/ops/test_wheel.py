@@ -35,7 +35,7 @@ import pytest
 from kafka import KafkaAdminClient
 
 from streams.settings import Settings
-from tests.conftest import _free_port
+from tests.helpers import free_port
 
 pytestmark = pytest.mark.integration
 
@@ -191,8 +191,8 @@ def test_the_installed_beckon_up_serves_its_files_from_the_venv(
         assert Path(module_file).resolve().is_relative_to(venv.resolve()), module_file
 
     session_port = _session_broker_port(kafka_settings)
-    ports = {name: _free_port() for name in ("broker", "controller", "web", "collector",
-                                             "delivery", "dashboard")}  # fmt: skip
+    ports = {name: free_port() for name in ("broker", "controller", "web", "collector",
+                                            "delivery", "dashboard")}  # fmt: skip
     if session_port is not None:
         ports["broker"] = session_port  # running already: `beckon up` uses it as it is
     suffix = uuid.uuid4().hex[:8]

@@ -29,15 +29,16 @@ from streams.core.rules import CompiledRules
 from streams.kafka.publisher import Publisher
 from streams.settings import Settings
 from streams.worker.tables import partition_of
-from tests.conftest import _free_port
-from tests.integration import test_delivery as delivery_tests
-from tests.integration import test_worker_live as worker_tests
-from tests.integration.collector.test_collector import running_collector
+from tests.helpers import free_port
+from tests.integration.helpers import (
+    first_invitation,
+    invitation,
+    publish_invitations,
+    running_collector,
+    serving_delivery,
+)
 
 pytestmark = pytest.mark.integration
-
-live = worker_tests.live  # the fixture: a pipeline's own topics, app id and state
-delivery_settings = delivery_tests.settings  # the fixture: the delivery service's own topics
 
 Samples = dict[str, dict[tuple[tuple[str, str], ...], float]]  # name -> labels -> value
 
@@ -95,7 +96,7 @@ def test_worker_metrics_equal_what_was_published_and_what_the_backtest_decides(
     )
     rules = tmp_path / "rules.yaml"
     rules.write_text(RULES_YAML)
-    url = f"http://localhost:{(port := _free_port())}/metrics"
+    url = f"http://localhost:{(port := free_port())}/metrics"
 
     def settled(s: Samples) -> bool:
         lag = s.get("beckon_consumer_lag_messages", {})
@@ -188,15 +189,13 @@ def test_delivery_counts_what_it_did_with_each_invitation_and_its_open_streams(
     delivery_settings: Settings,
 ) -> None:
     settings = delivery_settings
-    expired = delivery_tests._invitation("v-open", age_s=120)
-    fresh = delivery_tests._invitation("v-open")
+    expired = invitation("v-open", age_s=120)
+    fresh = invitation("v-open")
 
     async def scenario() -> tuple[Samples, Samples]:
-        async with delivery_tests._serve(settings) as base:
-            publish = lambda: delivery_tests._publish(settings, expired, fresh)  # noqa: E731
-            got = await asyncio.wait_for(
-                delivery_tests._first_invitation(base, "v-open", publish), 30
-            )
+        async with serving_delivery(settings) as base:
+            publish = lambda: publish_invitations(settings, expired, fresh)  # noqa: E731
+            got = await asyncio.wait_for(first_invitation(base, "v-open", publish), 30)
             assert got["invitation_id"] == fresh.invitation_id
             # The stream is closed now: its page is gone once the server notices.
             for _ in range(50):

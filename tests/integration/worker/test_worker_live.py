@@ -3,71 +3,32 @@ real broker, with poison messages routed to the DLQ while the rest is processed.
 
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
 import time
 import uuid
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
 import orjson
 import pytest
 from kafka import KafkaConsumer
 
 from bench.clickstream import RULES_YAML, generate
-from schemas.events import parse_event
 from schemas.instants import format_instant
 from schemas.rules import load_rules
 from streams.backtest import Result, read_events, run
-from streams.core.dwell import Key, PageWindow, encode_key, fold
-from streams.core.engine import Limits, advance
-from streams.core.journey import MAX_SEEN_IDS, Journey
+from streams.core.engine import Limits
+from streams.core.journey import MAX_SEEN_IDS
 from streams.core.rules import CompiledRules
 from streams.kafka.publisher import Publisher
-from streams.kafka.topics import ensure_topics
 from streams.settings import Settings
-from tests.conftest import _free_port
+from tests.helpers import free_port
+from tests.integration.helpers import dwell_records, start_worker
 
 pytestmark = pytest.mark.integration
-
-
-@pytest.fixture
-def live(kafka_settings: Settings, tmp_path: Path) -> Iterator[tuple[Settings, dict[str, str]]]:
-    """Settings and environment for one isolated pipeline: its own topics and state."""
-    run_id = uuid.uuid4().hex[:10]
-    settings = kafka_settings.model_copy(
-        update={
-            "app_id": f"beckon-test-{run_id}",
-            "topic_clickstream": f"live.{run_id}.clickstream",
-            "topic_invitations": f"live.{run_id}.invitations",
-            "topic_decisions": f"live.{run_id}.decisions",
-            "topic_rules": f"live.{run_id}.rules",
-            "topic_dlq": f"live.{run_id}.dlq",
-            "topic_dwell_updates": f"live.{run_id}.dwell.updates",
-            "topic_dwell": f"live.{run_id}.dwell",
-            "partitions": 4,
-            "data_dir": tmp_path / "worker",
-            "grace_s": 1.0,
-        }
-    )
-    ensure_topics(settings)
-    env = {k: v for k, v in os.environ.items() if not k.startswith("BECKON_")}
-    for name in ("bootstrap", "app_id", "topic_clickstream", "topic_invitations",
-                 "topic_decisions", "topic_rules", "topic_dlq", "topic_dwell_updates",
-                 "topic_dwell", "partitions", "data_dir", "grace_s"):  # fmt: skip
-        env[f"BECKON_{name.upper()}"] = str(getattr(settings, name))
-    yield settings, env
-
-
-def _start_worker(env: dict[str, str], rules: Path, log: IO[bytes]) -> subprocess.Popen[bytes]:
-    return subprocess.Popen(
-        [sys.executable, "-m", "streams.cli", "worker", "--rules", str(rules), "--web-port",
-         str(_free_port())],
-        env=env, stdout=log, stderr=subprocess.STDOUT,
-    )  # fmt: skip
 
 
 def _stop(*workers: subprocess.Popen[bytes]) -> None:
@@ -115,19 +76,6 @@ def _expected(lines: list[bytes]) -> set[tuple[str, str]]:
     return {(i["invitation_id"], i["triggered_at"]) for i in result.invitations}
 
 
-def _expected_dwell(lines: list[bytes]) -> dict[bytes, Any]:
-    """The dwell record of every page and window, from the events in publish order."""
-    journeys: dict[str, Journey] = {}
-    aggregates: dict[Key, PageWindow] = {}
-    rules = CompiledRules.of(load_rules(RULES_YAML))
-    for line in lines:
-        event = parse_event(line)
-        journey, step = advance(journeys.get(event.visitor_id), event, rules, Limits())
-        journeys[event.visitor_id] = journey
-        fold(step.pages, aggregates)
-    return {encode_key(k): a.to_record(*k, Limits().window_ms) for k, a in aggregates.items()}
-
-
 def _latest(records: list[Any]) -> dict[bytes, Any]:
     """The latest value of every key of a compacted topic's records."""
     return {r.key: orjson.loads(r.value) for r in records if r.value is not None}
@@ -146,7 +94,7 @@ def test_live_worker_gives_the_backtests_invitations_and_routes_poison_to_the_dl
     lines = list(generate(4_000, 300, seed=11))
     expected = _expected(lines)
     assert len(expected) > 20, "the sample should invite a fair number of visitors"
-    expected_dwell = _expected_dwell(lines)
+    expected_dwell = dwell_records(lines)
     rules = _rules_file(tmp_path)
     poison = [
         (b"v-poison", b"not json"),
@@ -155,7 +103,7 @@ def test_live_worker_gives_the_backtests_invitations_and_routes_poison_to_the_dl
         (b"v-poison", b"{" + b" " * 70_000 + b"}"),
     ]
     with (tmp_path / "worker.log").open("wb") as log:
-        worker = _start_worker(env, rules, log)
+        worker = start_worker(env, rules, log)
         try:
             with Publisher(settings) as pub:
                 for key, value in poison[:2]:
@@ -210,7 +158,7 @@ def test_rules_applied_mid_stream_take_over_and_dwell_fires_within_grace_without
     apply_rules(settings, first)
     with (tmp_path / "worker.log").open("wb") as log:
         worker = subprocess.Popen(
-            [sys.executable, "-m", "streams.cli", "worker", "--web-port", str(_free_port())],
+            [sys.executable, "-m", "streams.cli", "worker", "--web-port", str(free_port())],
             env=env, stdout=log, stderr=subprocess.STDOUT,
         )  # fmt: skip
         try:
@@ -267,7 +215,7 @@ def test_kill_9_part_way_and_restart_gives_the_backtests_invitations(
     rules = _rules_file(tmp_path)
     half = len(lines) // 2
     with (tmp_path / "worker.log").open("wb") as log:
-        first = _start_worker(env, rules, log)
+        first = start_worker(env, rules, log)
         try:
             with Publisher(settings) as pub:
                 _publish_lines(pub, lines[:half])
@@ -276,7 +224,7 @@ def test_kill_9_part_way_and_restart_gives_the_backtests_invitations(
         finally:
             first.kill()
             first.wait(timeout=30)
-        second = _start_worker(env, rules, log)
+        second = start_worker(env, rules, log)
         try:
             with Publisher(settings) as pub:
                 _publish_lines(pub, lines[half:])
@@ -300,7 +248,7 @@ def test_two_workers_share_the_partitions_and_give_the_backtests_invitations(
     rules = _rules_file(tmp_path)
     envs = [{**env, "BECKON_DATA_DIR": str(tmp_path / f"worker-{n}")} for n in (1, 2)]
     with (tmp_path / "worker.log").open("wb") as log:
-        workers = [_start_worker(e, rules, log) for e in envs]
+        workers = [start_worker(e, rules, log) for e in envs]
         try:
             time.sleep(10)  # both join; the second's arrival rebalances the partitions
             with Publisher(settings) as pub:
@@ -333,10 +281,10 @@ def test_a_worker_joining_during_a_backlog_gives_the_backtests_invitations(
     with Publisher(settings) as pub:
         _publish_lines(pub, lines)
     with (tmp_path / "worker.log").open("wb") as log:
-        workers = [_start_worker(envs[0], rules, log)]
+        workers = [start_worker(envs[0], rules, log)]
         try:
             _wait_for_line(tmp_path / "worker.log", "[^Worker]: Ready", timeout_s=60)
-            workers.append(_start_worker(envs[1], rules, log))
+            workers.append(start_worker(envs[1], rules, log))
             records = _read_until(settings, expected)
         finally:
             _stop(*workers)
@@ -415,7 +363,7 @@ def test_transaction_markers_on_the_clickstream_do_not_stall_its_commits(
             await b.stop()
 
     with (tmp_path / "worker.log").open("wb") as log:
-        worker = _start_worker(env, _rules_file(tmp_path), log)
+        worker = start_worker(env, _rules_file(tmp_path), log)
         try:
             asyncio.run(two_transactions())
             after_transactions = _wait_committed(settings, partition, 2, timeout_s=90)
