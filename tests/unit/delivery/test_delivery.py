@@ -8,7 +8,7 @@ import orjson
 import pytest
 
 from schemas.events import parse_event
-from schemas.invitations import Invitation, parse_instant
+from schemas.invitations import parse_instant
 from streams.delivery.hub import (
     Hub,
     Pending,
@@ -17,27 +17,7 @@ from streams.delivery.hub import (
     shown_event,
     sse_message,
 )
-
-T0 = parse_instant("2026-12-01T09:00:00.000Z")
-
-
-def invitation(
-    n: int = 1, visitor: str = "v1", expires: str = "2026-12-01T09:01:00.000Z"
-) -> Invitation:
-    return Invitation(
-        invitation_id=f"inv-{n}",
-        visitor_id=visitor,
-        session_id="s1",
-        site_id="shop",
-        rule_id="pricing-hesitation",
-        url="https://shop.example/pricing",
-        triggered_at=f"2026-12-01T09:00:0{n}.000Z",
-        priority=10,
-        queue="sales",
-        message="Any questions about our plans?",
-        expires_at=expires,
-        context={"dwell_ms": 30000},
-    )
+from tests.unit.delivery.delivery_helpers import T0, invitation
 
 
 def test_an_invitation_expires_only_after_its_expires_at() -> None:
