@@ -215,7 +215,8 @@ def build_app(settings: Settings) -> web.Application:
     app[HUB] = Hub()
     app[SNIPPET_BYTES] = SNIPPET.read_bytes()
     app.router.add_get("/v1/invitations/stream", stream)
-    app.router.add_get("/v1/health", health)
+    app.router.add_get("/healthz", health)
+    app.router.add_get("/v1/health", health)  # the old path, for probes deployed with it
     app.router.add_get("/beckon.js", snippet)
     demo_shop.add_routes(app, settings)
     serve_delivery(app, app[HUB])  # GET /metrics

@@ -144,7 +144,8 @@ class WorkerMetrics:
         self._lagging &= owned
 
     def serve(self, app: faust.App, topic: str) -> None:
-        """``/metrics`` on the app's web server; the consumer lag of ``topic``; rebalances."""
+        """``/metrics`` and ``/healthz`` on the app's web server; the consumer lag of
+        ``topic``; rebalances."""
         from faust.web import Request, Response, View
 
         self.registry.register(ConsumerLag(app, topic))
@@ -153,6 +154,11 @@ class WorkerMetrics:
         async def metrics(view: View, request: Request) -> Response:
             body, headers = exposition(self.registry)
             return view.bytes(body, headers=headers)
+
+        # Every Beckon service answers GET /healthz; the worker's: while its web server runs.
+        @app.page("/healthz")
+        async def healthz(view: View, request: Request) -> Response:
+            return view.json({"status": "ok"})
 
         def on_assigned(sender: Any, *args: Any, **kwargs: Any) -> None:
             [assigned] = args  # the set of TPs, after the rebalance
