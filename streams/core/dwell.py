@@ -22,6 +22,7 @@ Pages are URLs without query and fragment, as rules' locations see them.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any, Final, NamedTuple
 
 import orjson
@@ -153,7 +154,11 @@ class PageWindow:
         raise AssertionError("histogram counts do not add up to ended")
 
     # --- the record on the topics ------------------------------------------------------
+    # Its shape is the contract's, schemas.aggregates.PageDwell (page_dwell.schema.json): a
+    # unit test holds to_record's output to the model. Plain dicts here, not the model:
+    # the worker writes and reads these on its hot path.
     def to_record(self, site_id: str, page: str, window: int, window_ms: int) -> dict[str, Any]:
+        """The PageDwell record of this aggregate, for ``page`` in the window at ``window``."""
         return {
             "site_id": site_id,
             "page": page,
@@ -168,7 +173,8 @@ class PageWindow:
         }
 
     @classmethod
-    def from_record(cls, record: dict[str, Any]) -> PageWindow:
+    def from_record(cls, record: Mapping[str, Any]) -> PageWindow:
+        """The aggregate of a PageDwell record (its counts; the key says page and window)."""
         agg = cls()
         agg.page_views = record["page_views"]
         agg.visitors = record["visitors"]

@@ -18,6 +18,7 @@ from typing import Any, Final
 import orjson
 from cachetools import FIFOCache
 
+from schemas.aggregates import PAGE_DWELL
 from schemas.instants import format_instant
 from schemas.invitations import Suppression
 from streams.core.dwell import Key, PageWindow, decode_key
@@ -153,7 +154,7 @@ class Board:
         self.samples: dict[str, deque[tuple[int, int]]] = {}
         self.max_samples = samples
         self.lag: list[dict[str, Any]] = []
-        self.dwell: dict[Key, dict[str, Any]] = {}
+        self.dwell: dict[Key, tuple[str, PageWindow]] = {}  # window_end, the aggregate
         self.dwell_windows, self.top_n = dwell_windows, top_pages
         self.unreadable: Counter[str] = Counter()
 
@@ -243,10 +244,14 @@ class Board:
         if value is None:
             self.dwell.pop(k, None)  # a tombstone: the window left retention
             return
-        record = self._json(value, "dwell")
-        if record is None:
+        try:
+            # The contract's model reads it; a ValidationError is a ValueError too.
+            record = PAGE_DWELL.validate_json(value)
+            window = PageWindow.from_record(record.model_dump())
+        except ValueError:
+            self.unreadable["dwell"] += 1
             return
-        self.dwell[k] = record
+        self.dwell[k] = (record.window_end, window)
         if len(self.dwell) > MAX_DWELL_KEYS:
             self._prune_dwell(keep=self.dwell_windows)
 
@@ -262,14 +267,10 @@ class Board:
         self._prune_dwell(keep=self.dwell_windows)
         windows = self._windows()
         merged: dict[tuple[str, str], PageWindow] = {}
-        for (site_id, page, _), record in self.dwell.items():
-            try:
-                part = PageWindow.from_record(record)
-            except (KeyError, TypeError, ValueError, AttributeError):
-                continue
+        for (site_id, page, _), (_, part) in self.dwell.items():
             merged.setdefault((site_id, page), PageWindow()).merge(part)
         top = sorted(merged.items(), key=lambda kv: (-kv[1].dwell_ms, kv[0]))[: self.top_n]
-        ends = [str(r["window_end"]) for r in self.dwell.values() if r.get("window_end")]
+        ends = [end for end, _ in self.dwell.values()]
         return {
             "from": format_instant(windows[-1]) if windows else None,
             "to": max(ends) if ends else None,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from schemas.aggregates import PAGE_DWELL
+from schemas.aggregates import PAGE_DWELL, PageDwell
 from schemas.events import ClickEvent
 from streams.core.dwell import Key, PageWindow, bucket, fold, window_of
 from streams.core.engine import Limits, advance
@@ -158,3 +158,16 @@ def test_the_record_round_trips() -> None:
     again = PageWindow.from_record(record).to_record(SITE, PAGE, W0, MINUTE)
     assert again == record
     assert PAGE_DWELL.validate_python(record).typical_dwell_ms == 7_000
+
+
+def test_the_record_is_the_contracts_page_dwell() -> None:
+    # PageDwell (schemas/aggregates.py) is the record's one definition: to_record writes
+    # exactly its fields, with the types it reads back unchanged.
+    agg = aggregates([view(T0), ping(T0 + 5 * SECOND), view(T0 + 130 * SECOND, OTHER)])
+    for key, window in agg.items():
+        record = window.to_record(*key, MINUTE)
+        assert list(record) == list(PageDwell.model_fields)
+        assert PAGE_DWELL.validate_python(record).model_dump() == record
+    # from_record reads the model's fields, whatever else a newer worker adds.
+    model = PageDwell.model_validate({**record, "added_later": 1})
+    assert PageWindow.from_record(model.model_dump()).to_record(*key, MINUTE) == record

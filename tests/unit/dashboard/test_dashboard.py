@@ -194,6 +194,19 @@ def test_top_pages_sum_the_latest_windows_and_tombstones_remove_one() -> None:
     assert board.unreadable == {}
 
 
+def test_a_dwell_record_that_is_not_a_page_dwell_is_unreadable_and_replaces_nothing() -> None:
+    board = Board(HOUR)
+    _dwell(board, "/a", T0, 10_000, 1)
+    key = encode_key(("shop", "/a", T0))
+    good = orjson.loads(orjson.dumps(PageWindow().to_record("shop", "/a", T0, 60_000)))
+    for bad in ({**good, "dwell_ms": -1}, {k: v for k, v in good.items() if k != "ended"},
+                {**good, "histogram": {"7 s": 1}}, [good]):  # fmt: skip
+        board.dwell_record(key, orjson.dumps(bad))
+    board.dwell_record(key, b"not json")
+    assert board.unreadable == {"dwell": 5}
+    assert [(p["page"], p["dwell_ms"]) for p in board.top_pages()["pages"]] == [("/a", 10_000)]
+
+
 def test_why_names_the_facts_an_invitation_fired_on() -> None:
     context = {"dwell_seconds": 31.5, "session_seconds": 120, "pages_in_session": 3,
                "scroll_pct": 50, "page_events": ["exit_intent"],
