@@ -22,7 +22,7 @@ import pytest
 from kafka import KafkaConsumer
 
 from streams.settings import load_settings
-from tests.helpers import free_port
+from tests.helpers import descendants, free_port
 
 pytestmark = pytest.mark.integration
 
@@ -33,25 +33,6 @@ def _answers(url: str) -> bool:
             return bool(response.status == 200)
     except (urllib.error.URLError, OSError):
         return False
-
-
-def _children(pid: int) -> list[int]:
-    """Every live descendant of ``pid`` (from /proc)."""
-    parents: dict[int, int] = {}
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                stat = (entry / "stat").read_text()
-            except OSError:
-                continue
-            parents[int(entry.name)] = int(stat.rsplit(")", 1)[1].split()[1])
-    found, frontier = [], [pid]
-    while frontier:
-        parent = frontier.pop()
-        kids = [p for p, pp in parents.items() if pp == parent]
-        found += kids
-        frontier += kids
-    return found
 
 
 def test_up_runs_every_service_and_ctrl_c_stops_them_all(tmp_path: Path) -> None:
@@ -87,7 +68,7 @@ def test_up_runs_every_service_and_ctrl_c_stops_them_all(tmp_path: Path) -> None
                 assert up.poll() is None, log_path.read_text(errors="replace")[-3000:]
                 time.sleep(0.5)
             assert all(map(_answers, urls)), log_path.read_text(errors="replace")
-            started = _children(up.pid)
+            started = descendants(up.pid)
 
             event = {"event_id": uuid.uuid4().hex, "type": "page_view", "visitor_id": "v-up",
                      "site_id": "demo-shop", "ts": int(time.time() * 1000),

@@ -35,7 +35,7 @@ import pytest
 from kafka import KafkaAdminClient
 
 from streams.settings import Settings
-from tests.helpers import free_port
+from tests.helpers import descendants, free_port
 
 pytestmark = pytest.mark.integration
 
@@ -134,25 +134,6 @@ def _get(url: str) -> bytes | None:
         return None
 
 
-def _descendants(pid: int) -> list[int]:
-    """Every live descendant of ``pid`` (from /proc)."""
-    parents: dict[int, int] = {}
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                stat = (entry / "stat").read_text()
-            except OSError:
-                continue
-            parents[int(entry.name)] = int(stat.rsplit(")", 1)[1].split()[1])
-    found, frontier = [], [pid]
-    while frontier:
-        parent = frontier.pop()
-        kids = [p for p, pp in parents.items() if pp == parent]
-        found += kids
-        frontier += kids
-    return found
-
-
 def _alive(pid: int) -> bool:
     """True while the process runs (a zombie not reaped yet has ended: it does not count)."""
     try:
@@ -236,7 +217,7 @@ def test_the_installed_beckon_up_serves_its_files_from_the_venv(
                 assert up.poll() is None, log_path.read_text(errors="replace")[-4000:]
                 assert time.monotonic() < deadline, log_path.read_text(errors="replace")[-4000:]
                 time.sleep(0.5)
-            started = _descendants(up.pid)
+            started = descendants(up.pid)
             for pid in started:  # the services, and a broker it started: the venv's python
                 exe = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")[0].decode()
                 assert exe in (str(python), "java"), exe
