@@ -136,6 +136,23 @@ class Settings(BaseSettings):
     grace_s: Worker[float] = Field(
         2.0, ge=0, description="fire an instant once the clock passes it + this"
     )
+    clock_live_window_s: Worker[float] = Field(
+        60.0,
+        ge=0,
+        description="events this close to the wall clock are live: time runs on "
+        "between them (docs/event-time.md)",
+    )
+    clock_idle_s: Worker[float] = Field(
+        5.0,
+        ge=0,
+        description="a replay's clock runs on once its partition was caught up and idle this long",
+    )
+    clock_ahead_s: Worker[float] = Field(
+        300.0,
+        gt=0,
+        description="events further ahead of their partition's clock are "
+        "counted as clock_ahead (they never move it)",
+    )
     processing_guarantee: Worker[Literal["at_least_once", "exactly_once"]] = Field(
         "at_least_once", description="at_least_once, or exactly_once (see docs/worker.md)"
     )

@@ -1,9 +1,13 @@
 """How the worker keeps a journey in its table: the journey and where it was read to.
 
-The stored value is the journey's dict (``Journey.to_dict``) plus ``read_to``: the
-[partition, offset] of the latest clickstream record folded into it. The offset is the
-worker's bookkeeping, not part of the visitor's journey, so it lives here and the core
-never sees it. (Tables written before this module had the same shape: they read as is.)
+The stored value is the journey's dict (``Journey.to_dict``) plus the worker's
+bookkeeping, which the core never sees:
+
+- ``read_to``: the [partition, offset] of the latest clickstream record folded in;
+- ``seen_at``: the partition's event-time clock when that record was read
+  (``streams.core.clock``), from which the visitor's planned instants are timed.
+
+Tables written before either existed read as they are (see ``Held.anchor``).
 """
 
 from __future__ import annotations
@@ -16,6 +20,7 @@ import orjson
 from streams.core.journey import Journey
 
 READ_TO: Final = "read_to"
+SEEN_AT: Final = "seen_at"
 
 
 @dataclass(slots=True)
@@ -24,6 +29,13 @@ class Held:
 
     journey: Journey
     read_to: list[int] | None = None  # [partition, offset]; None: no record folded in live
+    seen_at: int | None = None  # the partition clock when the latest record was read
+
+    @property
+    def anchor(self) -> int:
+        """The partition clock the visitor's planned instants are timed from. A journey
+        saved before ``seen_at`` existed takes its own latest event time (no skew)."""
+        return self.journey.clock if self.seen_at is None else self.seen_at
 
     def folded_already(self, partition: int, offset: int, ts: int) -> bool:
         """True if the record at ``offset`` of ``partition`` is in the journey already.
@@ -46,10 +58,11 @@ class Held:
 
 def decode(value: bytes) -> Held:
     data = orjson.loads(value)
-    return Held(Journey.from_dict(data), data.get(READ_TO))
+    return Held(Journey.from_dict(data), data.get(READ_TO), data.get(SEEN_AT))
 
 
 def encode(held: Held) -> bytes:
     data = held.journey.to_dict()
     data[READ_TO] = held.read_to
+    data[SEEN_AT] = held.seen_at
     return orjson.dumps(data)

@@ -42,10 +42,15 @@ class Tally:
     answers: dict[tuple[str, str], int] = field(default_factory=dict)  # (rule, response)
     new_journeys: int = 0
     replayed: int = 0  # records skipped: their journey holds them already
+    clock_ahead: int = 0  # events far ahead of their partition's clock (docs/event-time.md)
+    late: int = 0  # events older than their visitor's journey: counted at its clock
+    newest: dict[int, int] = field(default_factory=dict)  # partition -> newest event time
 
-    def event(self, partition: int, kind: str) -> None:
+    def event(self, partition: int, kind: str, ts: int) -> None:
         self.types[kind] = self.types.get(kind, 0) + 1
         self.partitions.add(partition)
+        if ts > self.newest.get(partition, ts - 1):
+            self.newest[partition] = ts
 
     def answered(self, answers: Iterable[tuple[str, str]]) -> None:
         """The widget's answers the engine counted: (rule id, response), each once."""
@@ -100,6 +105,14 @@ class WorkerMetrics:
             "their journey holds them already",
             registry=r,
         )
+        self.event_time = Counter(
+            "beckon_event_time_outliers_total",
+            "Events far ahead of their partition's clock (clock_ahead), or older than "
+            "their visitor's journey (late)",
+            ["kind"], registry=r,
+        )  # fmt: skip
+        for kind in ("clock_ahead", "late"):
+            self.event_time.labels(kind)
         self.journeys = Gauge("beckon_journeys", "Journeys (visitors) in this worker's table",
                               registry=r)  # fmt: skip
         self.batch_seconds = Histogram("beckon_batch_seconds", "Time to handle one batch",
@@ -134,6 +147,10 @@ class WorkerMetrics:
             self.journeys.inc(tally.new_journeys)
         if tally.replayed:
             self.replayed.inc(tally.replayed)
+        if tally.clock_ahead:
+            self.event_time.labels("clock_ahead").inc(tally.clock_ahead)
+        if tally.late:
+            self.event_time.labels("late").inc(tally.late)
 
     def assigned(self, partitions: Iterable[int]) -> None:
         """A rebalance gave this worker ``partitions``: forget the lag of the others."""

@@ -13,22 +13,20 @@ records whose state was already saved are skipped (``Held.folded_already``); the
 others decide again, with the same deterministic ids, so a copy may reach the topic but
 nothing is lost. The shipped consumer drops copies.
 
-Time: each partition has an event-time clock, the latest event time seen on it plus the
-wall time since that event arrived. A planned instant fires once its partition's clock
-passes it by ``grace_s``. Live, the clock is the wall clock; for a replay of recorded
-events it is the recording's time, so instants fire in event-time order and only after
-the events that precede them — as in ``beckon backtest``.
+Time (``streams.worker.timers``, docs/event-time.md): each partition has an event-time
+clock that one visitor's bad clock cannot drag. A visitor's planned instant fires once
+that clock has advanced, since the visitor's latest event was read, by the instant's
+distance from that event plus ``grace_s``: never before an event of the visitor that is
+still to be read, so the outcome is the backtest's.
 """
 
 from __future__ import annotations
 
 import asyncio
 import gc
-import heapq
 import logging
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
 from typing import Any, cast
 
 import faust
@@ -38,38 +36,22 @@ from schemas.errors import InvalidEvent
 from schemas.events import ClickEvent, DeadLetterReason, parse_event
 from streams.core.dwell import Key, PageWindow, encode_key, fold
 from streams.core.engine import Step, advance, tick
-from streams.core.journey import Journey
 from streams.core.rules import CompiledRules
 from streams.settings import Settings
+from streams.worker.faust_adapter import committed_offsets
 from streams.worker.held import Held, decode, encode
 from streams.worker.intake import Intake, Record
 from streams.worker.metrics import Tally, WorkerMetrics
 from streams.worker.sink import Sink
 from streams.worker.tables import page_partition, partition_of, read
+from streams.worker.timers import Timers
 
 log = logging.getLogger(__name__)
 
 # topic, key, value, headers, partition (None: Kafka's default partitioner's for the key)
 Output = tuple[str, bytes, bytes, list[tuple[str, bytes]] | None, int | None]
-
-
-@dataclass
-class Clocks:
-    """Per partition: the latest event time seen, and the wall time it was seen at."""
-
-    grace_ms: int
-    latest: dict[int, tuple[int, int]] = field(default_factory=dict)
-
-    def saw(self, partition: int, event_ms: int, wall_ms: int) -> None:
-        known = self.latest.get(partition)
-        if known is None or event_ms >= known[0]:
-            self.latest[partition] = (event_ms, wall_ms)
-
-    def limit(self, partition: int, wall_ms: int) -> int:
-        """Instants up to this one may fire on the partition now."""
-        known = self.latest.get(partition)
-        now = wall_ms if known is None else known[0] + max(0, wall_ms - known[1])
-        return now - self.grace_ms
+CONFIRM_EVERY_S = 1.0  # how often Kafka is asked whether the owned partitions are read to the end
+CONFIRM_TIMEOUT_S = 10.0
 
 
 class Pipeline:
@@ -88,10 +70,13 @@ class Pipeline:
         self.metrics = WorkerMetrics() if metrics is None else metrics
         self.limits = settings.limits()
         self.wall_ms = wall_ms
-        self.clocks = Clocks(round(settings.grace_s * 1000))
+        self.timers = Timers(
+            grace_ms=round(settings.grace_s * 1000),
+            live_window_ms=round(settings.clock_live_window_s * 1000),
+            idle_ms=round(settings.clock_idle_s * 1000),
+            max_ahead_ms=round(settings.clock_ahead_s * 1000),
+        )
         self.lock = asyncio.Lock()  # one batch or one timer round at a time
-        self.wakeups: list[tuple[int, bytes]] = []  # heap of (instant, visitor key)
-        self.scheduled: dict[bytes, int] = {}  # visitor key -> its current instant
         # Page activity (dwell partials) gathered over batches, published every
         # dwell_flush_s: one record per page and window instead of one per batch.
         self.pages: dict[Key, PageWindow] = {}
@@ -118,6 +103,7 @@ class Pipeline:
         )  # fmt: skip
         self.sink = Sink(app, transactional=settings.processing_guarantee == "exactly_once")
         app.timer(0.1, name="beckon-timers")(self.fire_timers)
+        app.timer(CONFIRM_EVERY_S, name="beckon-caught-up")(self.confirm_caught_up)
         self.journeys.on_recover(self.rebuild_wakeups)
 
         async def flush_on_stop(sender: Any, **kwargs: Any) -> None:
@@ -149,34 +135,41 @@ class Pipeline:
         pages, n = self.pages, self.settings.partitions
         tally = Tally()
         for message in batch:
+            self.timers.handled(message.partition, message.offset)
             parsed = self._parse(message.key, message.value)
             if isinstance(parsed, tuple):
                 outputs.append(self._dead_letter(message, *parsed))
                 tally.dead_letter(parsed[0])
                 continue
-            self.clocks.saw(message.partition, parsed.ts, wall)
             vkey = message.key
             assert vkey is not None  # _parse checked it is the visitor id
+            partition = message.partition
+            if self.timers.saw(partition, vkey, parsed.ts, wall):
+                tally.clock_ahead += 1
             held = journeys.get(vkey) or self._load(vkey, partition_of(vkey, n))
             if held is None:
                 tally.new_journeys += 1
-            elif held.folded_already(message.partition, message.offset, parsed.ts):
+            elif held.folded_already(partition, message.offset, parsed.ts):
                 tally.replayed += 1
                 continue
-            tally.event(message.partition, parsed.type)
+            elif parsed.ts < held.journey.clock:
+                tally.late += 1  # counts at the journey's clock: time never runs back
+            tally.event(partition, parsed.type, parsed.ts)
             journey, step = advance(
                 None if held is None else held.journey, parsed, rules, self.limits
             )
-            journeys[vkey] = Held(journey, [message.partition, message.offset])
+            journeys[vkey] = Held(journey, [partition, message.offset])
             wakeups[vkey] = step.wakeup
             outputs += self._outputs(vkey, step, tally)
             fold(step.pages, pages)
+        for held in journeys.values():  # the clocks after the batch: later, never earlier
+            assert held.read_to is not None
+            held.seen_at = self.timers.now(held.read_to[0], wall)
         self._collect_due(wall, rules, journeys, outputs, wakeups, tally)
         if pages and time.monotonic() >= self.pages_due:
             outputs += self._page_records()
         await self._emit(outputs)
-        newest = {p: self.clocks.latest[p][0] for p in tally.partitions}
-        self.metrics.record(tally, self.wall_ms(), newest)
+        self.metrics.record(tally, self.wall_ms(), tally.newest)
         await self._save(journeys, wakeups)
 
     def _parse(
@@ -217,6 +210,28 @@ class Pipeline:
             await self._fire_due()
             if self.pages and time.monotonic() >= self.pages_due:
                 await self.flush_pages()
+
+    async def confirm_caught_up(self) -> None:
+        """Ask Kafka how far each owned clickstream partition goes: a replay's clock runs
+        on only while every record of its partition was handled (``streams.core.clock``)."""
+        topic, asked = self.settings.topic_clickstream, self.wall_ms()
+        try:
+            consumer = self.app.consumer
+            owned = [tp for tp in consumer.assignment() if tp.topic == topic]
+            if not owned:
+                return
+            # The consumer's thread answers between fetches: seconds, now and then.
+            ends = await asyncio.wait_for(consumer.highwaters(*owned), CONFIRM_TIMEOUT_S)
+        except Exception as exc:  # not started, stopping, or Kafka does not answer
+            log.debug("end offsets not confirmed: %r", exc)
+            self.timers.unconfirmed(list(self.timers.clocks), self.wall_ms())
+            return
+        committed = committed_offsets(consumer)
+        self.timers.confirm(
+            {tp.partition: committed.get(tp) for tp in owned},
+            {tp.partition: end for tp, end in ends.items()},
+            asked,  # what the answer says held when it was asked, not when it came
+        )
 
     async def flush_pages(self) -> None:
         """Publish the gathered page activity (partials) to the dwell updates topic."""
@@ -259,50 +274,30 @@ class Pipeline:
 
         A batch calls it too, so its instants share the batch's acks instead of waiting
         for a timer round of their own (each round waits for Kafka twice)."""
-        n = self.settings.partitions
-        # Partitions keep their own clocks: take every instant the fastest clock allows,
-        # and put back those whose own partition's clock is not there yet.
-        latest = max(
-            (self.clocks.limit(p, wall) for p in self.clocks.latest),
-            default=wall - self.clocks.grace_ms,
-        )
-        not_yet = []
-        while self.wakeups and self.wakeups[0][0] <= latest:
-            at, vkey = heapq.heappop(self.wakeups)
-            if self.scheduled.get(vkey) != at:
-                continue  # superseded by a later plan
-            partition = partition_of(vkey, n)
-            limit = self.clocks.limit(partition, wall)
-            if at > limit:
-                not_yet.append((at, vkey))
-                continue
+        for partition, vkey, clock_now in list(self.timers.due(wall)):
             held = journeys.get(vkey) or self._load(vkey, partition)
             if held is None:
-                self.scheduled.pop(vkey, None)
                 continue
-            step = tick(held.journey, limit, rules, self.limits)
+            step = tick(held.journey, self.timers.limit(held, clock_now), rules, self.limits)
             journeys[vkey] = held
             wakeups[vkey] = step.wakeup
             outputs += self._outputs(vkey, step, tally)
-        for item in not_yet:
-            heapq.heappush(self.wakeups, item)
 
     async def rebuild_wakeups(self) -> None:
         """After recovery or a rebalance: plan timers from the journeys this worker owns."""
         async with self.lock:
-            self.wakeups.clear()
-            self.scheduled.clear()
-            wall, n, count = self.wall_ms(), self.settings.partitions, 0
+            timers, n, count = self.timers, self.settings.partitions, 0
+            timers.reset()
             for vkey, value in self.journeys.items():
                 count += 1
-                journey = Journey.from_dict(orjson.loads(value))
-                # Until its next event, a partition's clock resumes from its latest event.
-                self.clocks.saw(partition_of(vkey, n), journey.clock, wall)
-                if journey.pending:
-                    self._schedule(vkey, journey.pending[0][0])
+                held, partition = decode(value), partition_of(vkey, n)
+                # Not the partition's clock: saved journeys can be ahead of unread records.
+                timers.resume(partition, held)
+                if held.journey.pending:
+                    timers.schedule(vkey, partition, held, held.journey.pending[0][0])
             # Counted here, once per recovery; between recoveries handle adds the new ones.
             self.metrics.journeys.set(count)
-            log.info("timers rebuilt: %d visitors with a planned instant", len(self.scheduled))
+            log.info("timers rebuilt: %d visitors with a planned instant", len(timers.scheduled))
 
     # --- state and output ------------------------------------------------------------------
     def _load(self, vkey: bytes, partition: int) -> Held | None:
@@ -315,17 +310,8 @@ class Pipeline:
         for vkey, held in journeys.items():
             await put(self.journeys, partition_of(vkey, n), vkey, encode(held))
         await self.sink.flush()
-        for vkey in journeys:
-            at = wakeups.get(vkey)
-            if at is None:
-                self.scheduled.pop(vkey, None)
-            else:
-                self._schedule(vkey, at)
-
-    def _schedule(self, vkey: bytes, at: int) -> None:
-        if self.scheduled.get(vkey) != at:
-            self.scheduled[vkey] = at
-            heapq.heappush(self.wakeups, (at, vkey))
+        for vkey, held in journeys.items():
+            self.timers.schedule(vkey, partition_of(vkey, n), held, wakeups.get(vkey))
 
     def _outputs(self, vkey: bytes, step: Step, tally: Tally) -> list[Output]:
         if step.decisions:  # most events decide nothing

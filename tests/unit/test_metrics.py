@@ -43,8 +43,12 @@ def decision(rule: str, outcome: str, reason: str | None = None) -> dict[str, An
 
 def test_a_tally_counts_types_reasons_and_decisions_in_plain_dicts() -> None:
     tally = Tally()
-    for partition, kind in [(0, "page_view"), (1, "page_ping"), (0, "page_view")]:
-        tally.event(partition, kind)
+    for partition, kind, ts in [
+        (0, "page_view", T0 + 5),
+        (1, "page_ping", T0),
+        (0, "page_view", T0),
+    ]:
+        tally.event(partition, kind, ts)
     tally.dead_letter("invalid")
     tally.dead_letter("invalid")
     tally.dead_letter("too_large")
@@ -54,6 +58,7 @@ def test_a_tally_counts_types_reasons_and_decisions_in_plain_dicts() -> None:
 
     assert tally.types == {"page_view": 2, "page_ping": 1}
     assert tally.partitions == {0, 1}
+    assert tally.newest == {0: T0 + 5, 1: T0}
     assert tally.dead == {"invalid": 2, "too_large": 1}
     assert tally.decisions == {("a", "invited", ""): 2, ("b", "suppressed", "lower_priority"): 1}
     assert tally.invitations == [("a", format_instant(T0))]

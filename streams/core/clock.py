@@ -1,0 +1,120 @@
+"""How far a partition's stream has got in event time, and when a visitor's instant is due.
+
+The engine decides *what* fires and *at which instant*; the backtest fires each instant
+in event-time order, between the visitor's own events. Live, a planned instant of a
+visitor fires either before the visitor's next event (as in the backtest) or, when no
+event comes, by a timer. The timer must never fire an instant before an event of that
+visitor which is still to be read, or the two would differ. This module decides when the
+timer may fire, from the records of the partition alone.
+
+Two ideas make it safe against bad clocks, restarts and backlogs (docs/event-time.md):
+
+1. **Elapsed, not absolute, time.** A visitor's instant ``T`` planned after its latest
+   event at ``L`` is due once the partition's clock has advanced by ``T - L`` (plus the
+   grace) *since that event was read*. Each visitor is measured against its own clock,
+   so a visitor whose clock runs an hour fast or slow gets its instants at the right
+   moment, and saved journeys that are ahead of an unread backlog wait for the backlog.
+2. **A clock one visitor cannot drag.** The partition's clock is the lower median of
+   the latest event times of the last ``window`` visitors read on it: a few visitors
+   far ahead (or behind) do not move it. Once three visitors were read it never runs
+   backwards (a clock that does only delays instants: elapsed time shrinks).
+
+Between records, the clock goes on with the wall clock when the stream is live (the
+latest record's event time is within ``live_window_ms`` of the wall clock), and, for a
+replay of past events, once the partition has been confirmed caught up and idle for
+``idle_ms``: a broker outage, which stops reads without confirming anything, does not
+move it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Final
+
+WINDOW: Final = 16  # visitors whose latest event times the clock takes the median of
+SETTLED: Final = 3  # visitors read before the clock stops running backwards
+
+
+@dataclass(slots=True)
+class PartitionClock:
+    """One partition's event-time clock (epoch ms). Instants and wall times are arguments."""
+
+    live_window_ms: int = 60_000
+    idle_ms: int = 5_000
+    window: int = WINDOW
+    at: int | None = None  # the clock at the latest record, before any extrapolation
+    live: bool = False  # the latest record's event time was close to the wall clock
+    read_wall: int = 0  # wall time of the latest record
+    caught_up_since: int | None = None  # wall time caught up and idle was first confirmed
+    resume: int | None = None  # the clock a restart resumes from when nothing is left to read
+    _latest: dict[bytes, int] = field(default_factory=dict)  # visitor -> latest ts, by recency
+
+    def saw(self, visitor: bytes, ts: int, wall: int) -> None:
+        """A record of ``visitor`` at event time ``ts`` was read at wall time ``wall``."""
+        now = self.now(wall)
+        latest = self._latest
+        known = latest.pop(visitor, None)
+        latest[visitor] = ts if known is None else max(known, ts)
+        if len(latest) > self.window:
+            del latest[next(iter(latest))]
+        median = sorted(latest.values())[(len(latest) - 1) // 2]
+        # From the third visitor on the clock only moves forward; before, the first
+        # visitor may be the one far ahead, and the median of two is the earlier one.
+        if now is not None and len(latest) >= SETTLED:
+            median = max(now, median)
+        self.at = median
+        self.live = abs(ts - wall) <= self.live_window_ms
+        self.read_wall = wall
+        self.caught_up_since = None
+
+    def now(self, wall: int) -> int | None:
+        """The partition's event time at wall time ``wall``; None before its first record."""
+        at = self.at
+        if at is None:
+            return None
+        if self.live:
+            return at + max(0, wall - self.read_wall)
+        since = self.caught_up_since
+        if since is not None and wall - since >= self.idle_ms:
+            return at + (wall - since)
+        return at
+
+    def caught_up(self, wall: int) -> None:
+        """Kafka confirmed at ``wall`` that every record of the partition has been read."""
+        if self.at is None:
+            self.at = self.resume  # nothing read since a restart, and nothing to read
+        if self.caught_up_since is None:
+            # An answer asked for before the latest record was read counts from that read.
+            self.caught_up_since = max(wall, self.read_wall)
+
+    def behind(self, wall: int) -> None:
+        """Records are waiting, or Kafka could not be asked: no idle advance from now on
+        (what it advanced so far stands: the clock never runs backwards)."""
+        if self.caught_up_since is not None and not self.live:
+            self.at = self.now(wall)
+        self.caught_up_since = None
+
+    def restore(self, at: int) -> None:
+        """After a restart: the clock when the partition's journeys were saved. It is used
+        only if Kafka confirms there is nothing to read; records set the clock otherwise,
+        so saved journeys ahead of an unread backlog wait for it."""
+        self.resume = at if self.resume is None else max(self.resume, at)
+
+    def ahead(self, ts: int, wall: int, max_ahead_ms: int) -> bool:
+        """True if ``ts`` is further ahead of this clock than ``max_ahead_ms`` (counted)."""
+        now = self.now(wall)
+        return now is not None and ts > now + max_ahead_ms
+
+
+def due(seen_at: int, latest: int, instant: int, grace_ms: int) -> int:
+    """The partition clock at which a visitor's ``instant`` may fire.
+
+    ``latest`` is the visitor's latest event time and ``seen_at`` the partition clock
+    when it was read: the instant is ``instant - latest`` after it, plus the grace."""
+    return seen_at + (instant - latest) + grace_ms
+
+
+def visitor_time(seen_at: int, latest: int, clock_now: int, grace_ms: int) -> int:
+    """The visitor's own time that the partition clock ``clock_now`` stands for, less the
+    grace: the engine may fire the visitor's instants up to it."""
+    return latest + (clock_now - seen_at) - grace_ms

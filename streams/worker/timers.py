@@ -1,0 +1,105 @@
+"""The worker's timers: per partition, an event-time clock and the planned instants due on it.
+
+A visitor's planned instant is kept as the value its partition's clock must reach
+(``streams.core.clock.due``): the time since the visitor's latest event was read,
+measured on the partition's clock, not the visitor's own. docs/event-time.md has the
+reasoning; ``streams.core.clock`` the clock.
+"""
+
+from __future__ import annotations
+
+import heapq
+from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import dataclass, field
+
+from streams.core.clock import PartitionClock, due, visitor_time
+from streams.worker.held import Held
+
+
+@dataclass
+class Timers:
+    grace_ms: int
+    live_window_ms: int
+    idle_ms: int
+    max_ahead_ms: int
+    clocks: dict[int, PartitionClock] = field(default_factory=dict)
+    heaps: dict[int, list[tuple[int, bytes]]] = field(default_factory=dict)
+    scheduled: dict[bytes, int] = field(default_factory=dict)  # visitor -> clock value due
+    read_to: dict[int, int] = field(default_factory=dict)  # partition -> next offset to handle
+
+    def clock(self, partition: int) -> PartitionClock:
+        clock = self.clocks.get(partition)
+        if clock is None:
+            clock = self.clocks[partition] = PartitionClock(self.live_window_ms, self.idle_ms)
+        return clock
+
+    def handled(self, partition: int, offset: int) -> None:
+        """A record of ``partition`` was handled (an event, or a dead letter)."""
+        self.read_to[partition] = offset + 1
+
+    def saw(self, partition: int, vkey: bytes, ts: int, wall: int) -> bool:
+        """An event was read; True if its event time was far ahead of its partition."""
+        clock = self.clock(partition)
+        ahead = clock.ahead(ts, wall, self.max_ahead_ms)
+        clock.saw(vkey, ts, wall)
+        return ahead
+
+    def now(self, partition: int, wall: int) -> int | None:
+        clock = self.clocks.get(partition)
+        return None if clock is None else clock.now(wall)
+
+    def schedule(self, vkey: bytes, partition: int, held: Held, instant: int | None) -> None:
+        """Plan ``instant`` of the visitor (None: nothing planned)."""
+        if instant is None:
+            self.scheduled.pop(vkey, None)
+            return
+        at = due(held.anchor, held.journey.clock, instant, self.grace_ms)
+        if self.scheduled.get(vkey) != at:
+            self.scheduled[vkey] = at
+            heapq.heappush(self.heaps.setdefault(partition, []), (at, vkey))
+
+    def due(self, wall: int) -> Iterator[tuple[int, bytes, int]]:
+        """(partition, visitor, partition clock) of every planned instant due now."""
+        for partition, heap in self.heaps.items():
+            now = self.now(partition, wall)
+            if now is None:
+                continue
+            while heap and heap[0][0] <= now:
+                at, vkey = heapq.heappop(heap)
+                if self.scheduled.get(vkey) == at:  # else superseded by a later plan
+                    del self.scheduled[vkey]
+                    yield partition, vkey, now
+
+    def limit(self, held: Held, clock_now: int) -> int:
+        """The visitor's own time up to which its instants may fire."""
+        return visitor_time(held.anchor, held.journey.clock, clock_now, self.grace_ms)
+
+    def reset(self) -> None:
+        """After a rebalance or a recovery: clocks start again from the records read."""
+        self.clocks.clear()
+        self.heaps.clear()
+        self.scheduled.clear()
+        self.read_to.clear()
+
+    def resume(self, partition: int, held: Held) -> None:
+        """A saved journey of ``partition``: what a caught-up partition resumes from."""
+        self.clock(partition).restore(held.anchor)
+
+    def confirm(
+        self, positions: Mapping[int, int | None], highwaters: Mapping[int, int], wall: int
+    ) -> None:
+        """Kafka's end offsets, asked at ``wall``: caught up where every record was handled.
+
+        ``positions`` are the committed offsets: past transaction markers, which hold
+        offsets but no record to handle."""
+        for partition, end in highwaters.items():
+            position = max(self.read_to.get(partition, 0), positions.get(partition) or 0)
+            if position >= end:
+                self.clock(partition).caught_up(wall)
+            else:
+                self.clock(partition).behind(wall)
+
+    def unconfirmed(self, partitions: Iterable[int], wall: int) -> None:
+        """Kafka could not be asked: nothing is known to be caught up."""
+        for partition in partitions:
+            self.clock(partition).behind(wall)

@@ -1,0 +1,122 @@
+"""A bad clock, a restart ahead of a backlog: the worker's timers still fire what the
+backtest fires, when it fires it (docs/event-time.md). The real broker, kills and many
+visitors are in tests/integration/worker/test_event_time_live.py."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Sequence
+from typing import Any
+
+import orjson
+
+from schemas.instants import format_instant, parse_instant
+from schemas.rules import load_rules
+from streams.backtest import Result, read_events, run
+from streams.core.rules import CompiledRules
+from streams.settings import Settings
+from streams.worker.pipeline import Pipeline
+from tests.unit.worker.standins import StandInApp, batch, click
+
+T0 = parse_instant("2026-12-01T10:00:00Z")
+SECOND, HOUR = 1_000, 3_600_000
+WALL = T0 + 10 * 24 * HOUR  # a replay: the wall clock is days past the events
+RULES = CompiledRules.of(load_rules("""
+rules:
+  - id: hesitating
+    trigger: {dwell_seconds: 30}
+    message: {text: "Questions about pricing?"}
+"""))  # fmt: skip
+Click = tuple[bytes, bytes]
+
+
+def pipeline_on(app: StandInApp) -> Pipeline:
+    settings = Settings(partitions=1, grace_s=2)
+    return Pipeline(app, settings, lambda: RULES, wall_ms=lambda: WALL)  # type: ignore[arg-type]
+
+
+def feed(pipeline: Pipeline, *batches: Sequence[Click]) -> None:
+    async def scenario() -> None:
+        for clicks in batches:
+            await pipeline.handle(batch(*clicks, partitions=1))
+            await pipeline.fire_timers()  # as the worker's timer does between batches
+
+    asyncio.run(scenario())
+
+
+def invited(app: StandInApp) -> dict[str, str]:
+    """visitor -> triggered_at of the invitations the worker sent."""
+    sent = [orjson.loads(v) for t, v in app.sent if t == "beckon.invitations" and v]
+    return {i["visitor_id"]: i["triggered_at"] for i in sent}
+
+
+def backtest(*batches: Sequence[Click]) -> dict[str, str]:
+    result = Result()
+    lines = [value for clicks in batches for _, value in clicks]
+    run(read_events(lines, result), RULES, Settings().limits(), result)
+    return {i["visitor_id"]: i["triggered_at"] for i in result.invitations}
+
+
+def others(at: int, *names: str) -> list[Click]:
+    """Other visitors' page views at ``at``: the stream moving on."""
+    return [click(name, 0, "page_view", at) for name in names]
+
+
+def test_a_visitor_far_ahead_does_not_fire_the_others_instants_early() -> None:
+    app = StandInApp()
+    first = [click("fast", 0, "page_view", T0 + HOUR), click("v1", 0, "page_view", T0)]
+    second = [click("v1", 1, "page_view", T0 + 16 * SECOND)]  # a new view: dwell anew
+    later = others(T0 + 60 * SECOND, "a", "b", "c", "d")
+
+    feed(pipeline_on(app), first, second, later)
+
+    # 30 s from the second view, as the backtest says; not from the first.
+    assert invited(app)["v1"] == format_instant(T0 + 46 * SECOND)
+    assert backtest(first, second, later)["v1"] == invited(app)["v1"]
+
+
+def test_journeys_saved_ahead_of_an_unread_backlog_wait_for_it() -> None:
+    app = StandInApp()
+    feed(pipeline_on(app), others(T0 + 100 * SECOND, "a", "b", "c"))
+    # A restart: the next worker reads, from the committed offset, records older than
+    # the journeys it recovers.
+    restarted = pipeline_on(app)
+    asyncio.run(restarted.rebuild_wakeups())
+    backlog = [click("v1", 0, "page_view", T0)]
+    rest = [click("v1", 1, "page_view", T0 + 16 * SECOND)]
+    later = others(T0 + 60 * SECOND, "d", "e", "f")
+
+    feed(restarted, backlog)
+    assert "v1" not in invited(app)  # its dwell instant is not due yet
+    feed(restarted, rest, later)
+
+    assert invited(app)["v1"] == format_instant(T0 + 46 * SECOND)
+
+
+def test_a_visitor_whose_clock_is_hours_slow_gets_its_own_timing() -> None:
+    app = StandInApp()
+    slow = T0 - 3 * HOUR
+    first = [*others(T0, "a", "b", "c"), click("s", 0, "page_view", slow)]
+    second = [
+        *others(T0 + 20 * SECOND, "a", "b", "c"),
+        click("s", 1, "page_leave", slow + 10 * SECOND),
+    ]
+    third = others(T0 + 60 * SECOND, "a", "b", "c")
+
+    feed(pipeline_on(app), first, second, third)
+
+    # It left after 10 s: no invitation, live or in the backtest. (Timed by the others'
+    # clock, its instant was due three hours before it was read.)
+    assert "s" not in invited(app)
+    assert "s" not in backtest(first, second, third)
+
+
+def test_the_outliers_are_counted(monkeypatch: Any) -> None:
+    app = StandInApp()
+    pipeline = pipeline_on(app)
+    feed(pipeline, others(T0, "a", "b", "c"), [click("fast", 0, "page_view", T0 + HOUR)])
+    feed(pipeline, [click("a", 1, "page_ping", T0 - 10 * SECOND)])  # older than a's journey
+
+    counted = pipeline.metrics.event_time
+    assert counted.labels("clock_ahead")._value.get() == 1
+    assert counted.labels("late")._value.get() == 1
