@@ -19,11 +19,12 @@ from typing import IO, Any
 
 from schemas.errors import InvalidEvent
 from schemas.events import ClickEvent, parse_event
-from streams.core.engine import END, Limits, advance, tick
+from streams.core.engine import END, Limits, Step, advance, horizon, tick
 from streams.core.journey import Journey
 from streams.core.rules import CompiledRules
 
 MAX_EXAMPLES = 10  # bad lines quoted in the report; all are counted
+FORGET_EVERY = 100_000  # events between sweeps of the journeys gone past the horizon
 
 
 @dataclass
@@ -65,24 +66,42 @@ class _Driver:
     def __init__(self, rules: CompiledRules, limits: Limits, result: Result) -> None:
         self.rules, self.limits, self.result = rules, limits, result
         self.journeys: dict[str, Journey] = {}
+        self.fed = 0
+        self.started = 0  # journeys begun: a visitor back after the horizon begins anew
 
     def feed(self, event: ClickEvent) -> None:
         journeys = self.journeys
-        journey, step = advance(journeys.get(event.visitor_id), event, self.rules, self.limits)
-        journeys[event.visitor_id] = journey
+        known = journeys.get(event.visitor_id)
+        journey, step = advance(known, event, self.rules, self.limits)
+        if journey is not known:
+            self.started += 1
+            journeys[event.visitor_id] = journey
         if step.decisions:
-            self.result.decisions += step.decisions
-            self.result.invitations += step.invitations
+            self._add(step)
+        self.fed += 1
+        if self.fed % FORGET_EVERY == 0:
+            self._forget(event.ts)
+
+    def _forget(self, now: int) -> None:
+        """Drop the journeys of visitors gone longer than the horizon, as the engine would
+        on their next event (their last instants fire first): memory stays bounded by
+        the visitors active within the horizon, as the worker's table does."""
+        oldest = now - horizon(self.rules, self.limits)
+        gone = [v for v, journey in self.journeys.items() if journey.clock < oldest]
+        for visitor in gone:
+            self._add(tick(self.journeys.pop(visitor), END, self.rules, self.limits))
+
+    def _add(self, step: Step) -> None:
+        self.result.decisions += step.decisions
+        self.result.invitations += step.invitations
 
     def finish(self, events: int) -> Result:
         # The input ends; time goes on: every instant still pending fires.
         result = self.result
         for journey in self.journeys.values():
-            step = tick(journey, END, self.rules, self.limits)
-            result.decisions += step.decisions
-            result.invitations += step.invitations
+            self._add(tick(journey, END, self.rules, self.limits))
         result.events = events
-        result.visitors = len(self.journeys)
+        result.visitors = self.started
         result.decisions.sort(key=_output_order)
         result.invitations.sort(key=_output_order)
         return result

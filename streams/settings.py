@@ -125,6 +125,12 @@ class Settings(BaseSettings):
     dwell_window_s: Engine[int] = Field(
         60, ge=1, le=86_400, description="dwell aggregate window length"
     )
+    journey_ttl_days: Engine[float] = Field(
+        30.0,
+        gt=0,
+        description="a visitor gone this long starts anew and its journey is "
+        "deleted (longer when a rule's after_decline_days is)",
+    )
 
     # --- The worker (beckon worker) -------------------------------------------------------
     app_id: Worker[str] = Field(
@@ -295,6 +301,7 @@ class Settings(BaseSettings):
             min_gap_ms=round(self.min_gap_s * 1000),
             ttl_ms=round(self.invitation_ttl_s * 1000),
             window_ms=self.dwell_window_s * 1000,
+            journey_ttl_ms=round(self.journey_ttl_days * 86_400_000),
         )
 
     def rocksdb_options(self) -> dict[str, int]:

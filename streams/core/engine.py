@@ -61,6 +61,7 @@ class Limits:
     min_gap_ms: int = 60_000
     ttl_ms: int = 60_000
     window_ms: int = DEFAULT_WINDOW_MS  # dwell aggregates' window
+    journey_ttl_ms: int = 30 * _DAY_MS  # a visitor gone longer starts anew (see horizon)
 
 
 class Step(NamedTuple):
@@ -91,6 +92,11 @@ def advance(
         _plan(journey, rules, journey.clock)
     if journey.pending and journey.pending[0][0] < t:  # most events have nothing due
         _fire(journey, rules, limits, t, decisions, invitations, inclusive=False)
+    if journey.clock >= 0 and t - journey.clock > horizon(rules, limits):
+        # Gone longer than the horizon: the visitor starts anew, as if never seen. The
+        # worker deletes such journeys from its table; the backtest forgets them too.
+        journey = Journey(event.visitor_id, event.site_id)
+        is_duplicate(journey, event.event_id)
     # Absent just before t: instants planned earlier may lie in the absence; plan anew.
     replan = t > journey.present_until(limits.presence_ms)
     starts = starts_session(journey, event, t, limits.session_gap_ms)
@@ -119,6 +125,12 @@ def tick(journey: Journey, now: int, rules: CompiledRules, limits: Limits) -> St
         _plan(journey, rules, journey.clock)
     _fire(journey, rules, limits, now, decisions, invitations, inclusive=True)
     return Step(decisions, invitations, wakeup(journey, limits))
+
+
+def horizon(rules: CompiledRules, limits: Limits) -> int:
+    """How long a journey outlives its visitor's latest event: ``journey_ttl_ms``, or the
+    longest frequency limit in force if that is longer, so no limit is ever cut short."""
+    return max(limits.journey_ttl_ms, rules.memory_ms)
 
 
 def wakeup(journey: Journey, limits: Limits) -> int | None:

@@ -100,6 +100,7 @@ class CompiledRule:
 
 
 _PAGE_CACHE_SIZE = 20_000  # pages whose matching rules are remembered
+_DAY_MS = 86_400_000
 
 
 @dataclass(frozen=True, slots=True)
@@ -109,6 +110,9 @@ class CompiledRules:
     rules: tuple[CompiledRule, ...]
     by_id: dict[str, CompiledRule]
     version: str
+    # How long a journey must be remembered for these rules' frequency limits to hold:
+    # the longest after_decline_days (per_day and per_session need no more than a day).
+    memory_ms: int
     # page URL -> the rules whose location allows it. Page popularity is steep (a few
     # pages take most views), so most plans skip the globs entirely.
     _pages: dict[str, tuple[CompiledRule, ...]]
@@ -117,7 +121,10 @@ class CompiledRules:
     def of(cls, ruleset: RuleSet) -> CompiledRules:
         # A rule with enabled: false is never evaluated.
         compiled = tuple(CompiledRule.of(r) for r in ruleset.rules if r.enabled)
-        return cls(compiled, {r.id: r for r in compiled}, ruleset.version, {})
+        memory = (
+            max((r.rule.frequency.after_decline_days or 0 for r in compiled), default=0) * _DAY_MS
+        )
+        return cls(compiled, {r.id: r for r in compiled}, ruleset.version, memory, {})
 
     def on_page(self, path: str) -> tuple[CompiledRule, ...]:
         """The rules whose location allows this page (URL without query and fragment)."""

@@ -35,10 +35,10 @@ import orjson
 from schemas.errors import InvalidEvent
 from schemas.events import ClickEvent, DeadLetterReason, parse_event
 from streams.core.dwell import Key, PageWindow, encode_key, fold
-from streams.core.engine import Step, advance, tick
+from streams.core.engine import Step, advance, horizon, tick
 from streams.core.rules import CompiledRules
 from streams.settings import Settings
-from streams.worker.faust_adapter import committed_offsets
+from streams.worker.faust_adapter import committed_offsets, held_db
 from streams.worker.held import Held, decode, encode
 from streams.worker.intake import Intake, Record
 from streams.worker.metrics import Tally, WorkerMetrics
@@ -52,6 +52,8 @@ log = logging.getLogger(__name__)
 Output = tuple[str, bytes, bytes, list[tuple[str, bytes]] | None, int | None]
 CONFIRM_EVERY_S = 1.0  # how often Kafka is asked whether the owned partitions are read to the end
 CONFIRM_TIMEOUT_S = 10.0
+SWEEP_EVERY_S = 60.0  # one owned partition's journeys are swept for the horizon this often
+SWEEP_MARGIN_MS = 3_600_000  # past the horizon by this much: no late event brings it back
 
 
 class Pipeline:
@@ -104,6 +106,8 @@ class Pipeline:
         self.sink = Sink(app, transactional=settings.processing_guarantee == "exactly_once")
         app.timer(0.1, name="beckon-timers")(self.fire_timers)
         app.timer(CONFIRM_EVERY_S, name="beckon-caught-up")(self.confirm_caught_up)
+        app.timer(SWEEP_EVERY_S, name="beckon-sweep")(self.sweep_journeys)
+        self.swept = 0  # partitions swept so far: the next round takes the next one
         self.journeys.on_recover(self.rebuild_wakeups)
 
         async def flush_on_stop(sender: Any, **kwargs: Any) -> None:
@@ -232,6 +236,32 @@ class Pipeline:
             {tp.partition: end for tp, end in ends.items()},
             asked,  # what the answer says held when it was asked, not when it came
         )
+
+    async def sweep_journeys(self) -> None:
+        """Delete the journeys of visitors gone longer than the horizon, one owned partition
+        a round, so the table holds the visitors active within it (docs/event-time.md).
+
+        Gone means the partition's clock moved on by more than the horizon since the
+        visitor's latest event was read: its next event, if any, starts it anew anyway
+        (``engine.horizon``). The deletions are tombstones on the changelog."""
+        owned = sorted(self.timers.clocks)
+        if not owned:
+            return
+        partition = owned[self.swept % len(owned)]
+        self.swept += 1
+        async with self.lock:
+            now, db = self.timers.now(partition, self.wall_ms()), held_db(self.journeys, partition)
+            if now is None or db is None:
+                return
+            limit = horizon(self.rules(), self.limits) + SWEEP_MARGIN_MS
+            gone = [key for key, value in db.items() if now - decode(value).anchor > limit]
+            for key in gone:
+                await self.sink.put(self.journeys, partition, key, None)
+                self.timers.scheduled.pop(key, None)
+            await self.sink.flush()
+        if gone:
+            self.metrics.journeys.dec(len(gone))
+            log.info("partition %d: %d journeys past the horizon deleted", partition, len(gone))
 
     async def flush_pages(self) -> None:
         """Publish the gathered page activity (partials) to the dwell updates topic."""

@@ -288,7 +288,7 @@ def _settings_read_by(handler: Callable[..., Any]) -> set[str]:
 def test_the_source_scan_sees_what_the_settings_methods_read() -> None:
     assert _method_reads()["limits"] == {
         "session_timeout_s", "presence_timeout_s", "min_gap_s", "invitation_ttl_s",
-        "dwell_window_s",
+        "dwell_window_s", "journey_ttl_days",
     }  # fmt: skip
     assert {"sasl_password", "ssl_keyfile"} <= _method_reads()["aiokafka_config"]
     assert _method_reads()["data_path"] == {"data_dir", "home"}

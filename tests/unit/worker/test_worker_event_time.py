@@ -120,3 +120,27 @@ def test_the_outliers_are_counted(monkeypatch: Any) -> None:
     counted = pipeline.metrics.event_time
     assert counted.labels("clock_ahead")._value.get() == 1
     assert counted.labels("late")._value.get() == 1
+
+
+def test_journeys_of_visitors_gone_past_the_horizon_are_deleted() -> None:
+    app = StandInApp()
+    pipeline = pipeline_on(app)
+    feed(pipeline, [click("old", 0, "page_view", T0)])
+    feed(pipeline, others(T0 + 31 * 24 * HOUR + 2 * HOUR, "a", "b", "c"))  # past 30 days + margin
+    assert b"old" in app.table
+
+    asyncio.run(pipeline.sweep_journeys())
+
+    assert b"old" not in app.table
+    assert {b"a", b"b", b"c"} <= set(app.table)
+    assert ("journeys-changelog", None) in app.sent  # the deletion is on the changelog
+
+
+def test_journeys_within_the_horizon_are_kept() -> None:
+    app = StandInApp()
+    pipeline = pipeline_on(app)
+    feed(pipeline, [click("recent", 0, "page_view", T0)], others(T0 + 29 * 24 * HOUR, "a", "b"))
+
+    asyncio.run(pipeline.sweep_journeys())
+
+    assert b"recent" in app.table
