@@ -169,7 +169,8 @@ class Worker:
         settings = settings.model_copy(
             update={"data_dir": settings.data_path / str(i), "web_port": free_port()}
         )
-        settings.data_path.mkdir(parents=True)  # Faust wants it there
+        # Faust wants it there; it may hold a past (bench.soak restarts a worker on it).
+        settings.data_path.mkdir(parents=True, exist_ok=True)
 
         def flags(*names: str) -> list[str]:
             pairs = (("--" + n.replace("_", "-"), str(getattr(settings, n))) for n in names)
@@ -183,7 +184,7 @@ class Worker:
                     "--topic", settings.topic_clickstream]  # fmt: skip
         self.log = folder / f"{settings.app_id}-{i}.log"
         self.started, self.ready_s = time.monotonic(), math.nan
-        with self.log.open("wb") as out:
+        with self.log.open("ab") as out:  # a restarted worker logs on after its past
             self.proc = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT)
 
     def ready(self) -> bool:
