@@ -83,6 +83,11 @@ def partition_db(table: TableT[Any, Any], partition: int) -> Any:
     return cast(Any, table.data)._db_for_partition(partition)
 
 
+# Where Faust's RocksDB store keeps a partition's persisted changelog offset, in the
+# partition's own database beside the table's keys (faust.stores.rocksdb.Store.offset_key).
+OFFSET_KEY = b"__faust\0offset__"
+
+
 def held_db(table: TableT[Any, Any], partition: int) -> Any | None:
     """The partition's database if this worker holds the partition now, else None."""
     return cast(Any, table.data)._dbs.get(partition)

@@ -38,7 +38,7 @@ from streams.core.dwell import Key, PageWindow, encode_key, fold
 from streams.core.engine import Step, advance, horizon, tick
 from streams.core.rules import CompiledRules
 from streams.settings import Settings
-from streams.worker.faust_adapter import committed_offsets, held_db
+from streams.worker.faust_adapter import OFFSET_KEY, committed_offsets, held_db
 from streams.worker.held import Held, decode, encode
 from streams.worker.intake import Intake, Record
 from streams.worker.metrics import Tally, WorkerMetrics
@@ -254,7 +254,9 @@ class Pipeline:
             if now is None or db is None:
                 return
             limit = horizon(self.rules(), self.limits) + SWEEP_MARGIN_MS
-            gone = [key for key, value in db.items() if now - decode(value).anchor > limit]
+            # The database also holds Faust's persisted offset (not a journey): skip it.
+            gone = [key for key, value in db.items()
+                    if key != OFFSET_KEY and now - decode(value).anchor > limit]  # fmt: skip
             for key in gone:
                 await self.sink.put(self.journeys, partition, key, None)
                 self.timers.scheduled.pop(key, None)
