@@ -106,6 +106,21 @@ class PartitionClock:
         return now is not None and ts > now + max_ahead_ms
 
 
+def seen_at(clock_now: int, latest: int) -> int:
+    """The clock to time a visitor's instants from, read at ``clock_now`` with its latest
+    event at ``latest``: never a value behind that event.
+
+    The median lags the stream where its window holds visitors last seen minutes ago (a
+    quiet night, the first records after a takeover), and catches up when newer visitors
+    replace them: the clock then moves minutes while the stream moves seconds. Timed
+    from the lagging value, a visitor read meanwhile would have that catch-up counted as
+    its own elapsed time, and fire before its next event (found by bench/soak,
+    docs/reliability.md). Its own latest event time is a floor no catch-up passes. A
+    visitor whose clock runs ahead is timed from its own time then: its instants wait
+    until the stream reaches them, as they do in the backtest."""
+    return max(clock_now, latest)
+
+
 def due(seen_at: int, latest: int, instant: int, grace_ms: int) -> int:
     """The partition clock at which a visitor's ``instant`` may fire.
 

@@ -168,7 +168,7 @@ class Pipeline:
             fold(step.pages, pages)
         for held in journeys.values():  # the clocks after the batch: later, never earlier
             assert held.read_to is not None
-            held.seen_at = self.timers.now(held.read_to[0], wall)
+            held.seen_at = self.timers.seen_at(held.read_to[0], wall, held.journey.clock)
         self._collect_due(wall, rules, journeys, outputs, wakeups, tally)
         if pages and time.monotonic() >= self.pages_due:
             outputs += self._page_records()

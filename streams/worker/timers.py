@@ -12,7 +12,7 @@ import heapq
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 
-from streams.core.clock import PartitionClock, due, visitor_time
+from streams.core.clock import PartitionClock, due, seen_at, visitor_time
 from streams.worker.held import Held
 
 
@@ -47,6 +47,11 @@ class Timers:
     def now(self, partition: int, wall: int) -> int | None:
         clock = self.clocks.get(partition)
         return None if clock is None else clock.now(wall)
+
+    def seen_at(self, partition: int, wall: int, latest: int) -> int | None:
+        """What a visitor whose latest event (at ``latest``) was just read is timed from."""
+        now = self.now(partition, wall)
+        return None if now is None else seen_at(now, latest)
 
     def schedule(self, vkey: bytes, partition: int, held: Held, instant: int | None) -> None:
         """Plan ``instant`` of the visitor (None: nothing planned)."""

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from streams.core.clock import PartitionClock, due, visitor_time
+from streams.core.clock import PartitionClock, due, seen_at, visitor_time
 
 T0 = 1_764_583_200_000  # 2025-12-01T10:00:00Z: a replay, far from the wall clock below
 WALL = 1_800_000_000_000
@@ -125,3 +125,8 @@ def test_idle_counts_from_the_latest_record_when_the_answer_was_asked_before_it(
 
     assert clock.now(WALL + 5 * SECOND + 999) == T0
     assert clock.now(WALL + 7 * SECOND) == T0 + 2 * SECOND
+
+
+def test_a_visitor_is_never_timed_from_a_clock_behind_its_own_latest_event() -> None:
+    assert seen_at(clock_now=T0, latest=T0 + 30 * 60 * SECOND) == T0 + 30 * 60 * SECOND
+    assert seen_at(clock_now=T0, latest=T0 - 3 * HOUR) == T0  # a slow clock: the stream's

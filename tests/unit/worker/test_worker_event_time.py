@@ -144,3 +144,19 @@ def test_journeys_within_the_horizon_are_kept() -> None:
     asyncio.run(pipeline.sweep_journeys())
 
     assert b"recent" in app.table
+
+
+def test_the_clock_catching_up_does_not_fire_a_visitor_early() -> None:
+    # From bench/soak (docs/reliability.md): a quiet night leaves the median minutes
+    # behind; newer visitors then push the stale ones out and it catches up at once.
+    stale = [click(f"s{i}", 0, "page_view", T0 + i) for i in range(16)]
+    later = T0 + 30 * 60 * SECOND
+    v_view = [click("v", 0, "page_view", later)]  # read while the median is ~T0
+    newcomers = [click(f"n{i}", 0, "page_view", later + 4 * SECOND) for i in range(16)]
+    v_leave = [click("v", 1, "page_leave", later + 5 * SECOND)]  # before its 30 s dwell
+    app = StandInApp()
+
+    feed(pipeline_on(app), stale, v_view, newcomers, v_leave)
+
+    assert "v" not in backtest(stale, v_view, newcomers, v_leave)
+    assert "v" not in invited(app)
