@@ -1,5 +1,6 @@
 """Helpers the integration tests share: a collector, a delivery service and a worker to
-run, invitations to publish, and the dwell records the engine computes.
+run, invitations to publish, events to publish and topics to read, the backtest's
+invitations, and the dwell records the engine computes.
 
 Plain functions and context managers; the fixtures are in ``conftest.py``.
 """
@@ -12,7 +13,7 @@ import sys
 import threading
 import time
 import uuid
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterable, Iterator
 from contextlib import asynccontextmanager, contextmanager
 from pathlib import Path
 from typing import IO, Any
@@ -20,11 +21,13 @@ from typing import IO, Any
 import aiohttp
 import orjson
 from aiohttp import web
+from kafka import KafkaConsumer
 
 from bench.clickstream import RULES_YAML
 from schemas.events import parse_event
 from schemas.invitations import Invitation, format_instant, invitation_to_json
 from schemas.rules import load_rules
+from streams.backtest import Result, read_events, run
 from streams.collector.server import Collector
 from streams.collector.sites import Sites
 from streams.core.dwell import Key, PageWindow, encode_key, fold
@@ -144,6 +147,104 @@ def start_worker(env: dict[str, str], rules: Path, log: IO[bytes]) -> subprocess
          str(free_port())],
         env=env, stdout=log, stderr=subprocess.STDOUT,
     )  # fmt: skip
+
+
+def stop_workers(*workers: subprocess.Popen[bytes]) -> None:
+    """Stop the workers as an operator would (SIGTERM), all at once."""
+    for worker in workers:
+        worker.terminate()
+    for worker in workers:
+        worker.wait(timeout=60)
+
+
+def kill_worker(worker: subprocess.Popen[bytes]) -> None:
+    """SIGKILL: no chance to commit offsets or flush anything."""
+    worker.kill()
+    worker.wait(timeout=30)
+
+
+# --- events in, records out ----------------------------------------------------------------
+
+
+def publish_lines(settings: Settings, lines: Iterable[bytes]) -> None:
+    """Recorded events, each keyed by its visitor id as the collector keys them; returns
+    once Kafka acknowledged them all."""
+    with Publisher(settings) as pub:
+        for line in lines:
+            pub.publish_raw(orjson.loads(line)["visitor_id"].encode(), line)
+
+
+def read_topic(
+    settings: Settings,
+    topic: str,
+    until: int,
+    timeout_s: float,
+    enough: Callable[[list[Any]], bool] | None = None,
+    linger_s: float = 0,
+) -> list[Any]:
+    """A topic's records from the start: until there are ``until`` of them, ``enough``
+    says so, or ``timeout_s`` passed; then ``linger_s`` more, for any that come late."""
+    consumer = KafkaConsumer(
+        topic, **settings.kafka_python_config(), auto_offset_reset="earliest",
+        consumer_timeout_ms=1000, group_id=f"read-{uuid.uuid4().hex[:8]}",
+    )  # fmt: skip
+    records: list[Any] = []
+    deadline = time.monotonic() + timeout_s
+    try:
+        while time.monotonic() < deadline and len(records) < until:
+            records += [r for batch in consumer.poll(500).values() for r in batch]
+            if enough is not None and enough(records):
+                break
+        deadline = time.monotonic() + linger_s
+        while time.monotonic() < deadline:
+            records += [r for batch in consumer.poll(200).values() for r in batch]
+    finally:
+        consumer.close()
+    return records
+
+
+def positions(settings: Settings, topic: str) -> tuple[dict[int, int], dict[int, int]]:
+    """The worker group's committed offsets on ``topic`` by partition (none yet: absent),
+    and the topic's end offsets."""
+    from kafka import KafkaAdminClient, TopicPartition
+
+    admin = KafkaAdminClient(**settings.kafka_python_config())
+    consumer = KafkaConsumer(**settings.kafka_python_config())
+    try:
+        offsets = admin.list_group_offsets({settings.app_id: None}).get(settings.app_id, {})
+        tps = [TopicPartition(topic, p) for p in range(settings.partitions)]
+        ends = consumer.end_offsets(tps)
+    finally:
+        admin.close()
+        consumer.close()
+    committed = {tp.partition: meta.offset for tp, meta in offsets.items() if tp.topic == topic}
+    return committed, {tp.partition: end for tp, end in ends.items()}
+
+
+def invitation_ids(records: Iterable[Any]) -> dict[str, str]:
+    """invitation_id -> triggered_at of invitation records, copies dropped."""
+    values = (orjson.loads(r.value) for r in records)
+    return {v["invitation_id"]: v["triggered_at"] for v in values}
+
+
+def read_invitations(
+    settings: Settings, expected: Iterable[str], timeout_s: float = 90, linger_s: float = 0
+) -> dict[str, str]:
+    """The invitations on the topic (invitation_id -> triggered_at, copies dropped), once
+    every expected id arrived or ``timeout_s`` passed, and ``linger_s`` more."""
+    wanted = set(expected)
+    records = read_topic(settings, settings.topic_invitations, 10**9, timeout_s,
+                         enough=lambda got: invitation_ids(got).keys() >= wanted,
+                         linger_s=linger_s)  # fmt: skip
+    return invitation_ids(records)
+
+
+def backtest_invitations(lines: Iterable[bytes], rules_yaml: str = RULES_YAML) -> dict[str, str]:
+    """``beckon backtest`` of these events: invitation_id -> triggered_at."""
+    result = Result()
+    rules = CompiledRules.of(load_rules(rules_yaml))
+    run(read_events(lines, result), rules, Settings().limits(), result)
+    return {i["invitation_id"]: i["triggered_at"] for i in result.invitations}
 
 
 def dwell_records(lines: list[bytes]) -> dict[bytes, Any]:
