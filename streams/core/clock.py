@@ -67,6 +67,10 @@ class PartitionClock:
         self.read_wall = wall
         self.caught_up_since = None
 
+    def head(self) -> int | None:
+        """The newest event time among the window's visitors (an outlier may be it)."""
+        return max(self._latest.values(), default=None)
+
     def now(self, wall: int) -> int | None:
         """The partition's event time at wall time ``wall``; None before its first record."""
         at = self.at
@@ -106,9 +110,10 @@ class PartitionClock:
         return now is not None and ts > now + max_ahead_ms
 
 
-def seen_at(clock_now: int, latest: int) -> int:
+def seen_at(clock_now: int, latest: int, head: int) -> int:
     """The clock to time a visitor's instants from, read at ``clock_now`` with its latest
-    event at ``latest``: never a value behind that event.
+    event at ``latest``, when the newest event time in the clock's window was ``head``:
+    never a value behind that event, nor, for a visitor behind the clock, behind the head.
 
     The median lags the stream where its window holds visitors last seen minutes ago (a
     quiet night, the first records after a takeover), and catches up when newer visitors
@@ -117,8 +122,12 @@ def seen_at(clock_now: int, latest: int) -> int:
     its own elapsed time, and fire before its next event (found by bench/soak,
     docs/reliability.md). Its own latest event time is a floor no catch-up passes. A
     visitor whose clock runs ahead is timed from its own time then: its instants wait
-    until the stream reaches them, as they do in the backtest."""
-    return max(clock_now, latest)
+    until the stream reaches them, as they do in the backtest. A visitor whose clock runs
+    behind has no such floor of its own, so it takes the newest event time read (an
+    outlier there only delays it)."""
+    if latest >= clock_now:
+        return latest
+    return max(clock_now, head)
 
 
 def due(seen_at: int, latest: int, instant: int, grace_ms: int) -> int:

@@ -50,8 +50,11 @@ class Timers:
 
     def seen_at(self, partition: int, wall: int, latest: int) -> int | None:
         """What a visitor whose latest event (at ``latest``) was just read is timed from."""
-        now = self.now(partition, wall)
-        return None if now is None else seen_at(now, latest)
+        clock = self.clocks.get(partition)
+        now = None if clock is None else clock.now(wall)
+        if clock is None or now is None:
+            return None
+        return seen_at(now, latest, clock.head() or now)
 
     def schedule(self, vkey: bytes, partition: int, held: Held, instant: int | None) -> None:
         """Plan ``instant`` of the visitor (None: nothing planned)."""

@@ -14,8 +14,8 @@ The worker handles small batches (``BECKON_BATCH_MAX``), and the runs "read a re
 time" one record a batch: its timers run between batches, so an instant fired before an
 event of its visitor still to be read shows. Those two runs, on quiet streams whose
 partition clock (a median over the last 16 visitors) lags the stream by an hour, are the
-lagging clock catching up of docs/reliability.md: fixed for a visitor whose clock is
-right or ahead, still open for one whose clock is behind (xfail, strict).
+lagging clock catching up of docs/reliability.md, for a visitor whose clock is right or
+ahead and for one whose clock is behind (``streams.core.clock.seen_at``).
 """
 
 from __future__ import annotations
@@ -239,13 +239,6 @@ def test_visitors_hours_slow_get_their_own_timing(
     assert_backtests(got, expected, lines, log)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=AssertionError,
-    reason="open (docs/reliability.md, a lagging partition clock catching up): a visitor "
-    "whose clock is behind the partition's is timed from the partition clock, which fires "
-    "it early when it catches up (1 extra: bb657f2b-ca54-5173-8ccc-ea613f1a80a3)",
-)
 def test_visitors_hours_slow_on_a_quiet_stream_read_a_record_at_a_time(
     live: tuple[Settings, dict[str, str]], tmp_path: Path
 ) -> None:
@@ -257,8 +250,9 @@ def test_visitors_hours_slow_on_a_quiet_stream_read_a_record_at_a_time(
     the last 16 visitors, which lags the stream by an hour (15:08:22.907 against
     16:16). The page view of a new visitor (v-f675bc2b8cd7f2d5, 16:16:03.667), the
     record before the page_leave, pushes out a visitor seen long ago and the median
-    jumps 16 minutes (to 15:24:15.382), far past the 10 s the instant needed: the
-    worker invites the visitor before it reads the page_leave."""
+    jumps 16 minutes (to 15:24:15.382), far past the 10 s the instant needed: timed from
+    the lagging clock, the worker invited the visitor before it read the page_leave. It
+    is timed from the newest event time read instead."""
     settings, _ = live
     base = list(generate(4_000, 400, seed=13))
     lines = shifted(base, slowest(base, 10), -3 * HOUR)

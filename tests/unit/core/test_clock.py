@@ -128,5 +128,7 @@ def test_idle_counts_from_the_latest_record_when_the_answer_was_asked_before_it(
 
 
 def test_a_visitor_is_never_timed_from_a_clock_behind_its_own_latest_event() -> None:
-    assert seen_at(clock_now=T0, latest=T0 + 30 * 60 * SECOND) == T0 + 30 * 60 * SECOND
-    assert seen_at(clock_now=T0, latest=T0 - 3 * HOUR) == T0  # a slow clock: the stream's
+    newest = T0 + 40 * 60 * SECOND
+    assert seen_at(T0, latest=T0 + 30 * 60 * SECOND, head=newest) == T0 + 30 * 60 * SECOND
+    # A visitor behind the clock (its own is slow) takes the newest event time read.
+    assert seen_at(T0, latest=T0 - 3 * HOUR, head=newest) == newest

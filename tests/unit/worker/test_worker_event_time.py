@@ -160,3 +160,20 @@ def test_the_clock_catching_up_does_not_fire_a_visitor_early() -> None:
 
     assert "v" not in backtest(stale, v_view, newcomers, v_leave)
     assert "v" not in invited(app)
+
+
+def test_the_clock_catching_up_does_not_fire_a_slow_visitor_early() -> None:
+    # The same with a visitor whose clock is three hours slow (tests/integration/worker/
+    # test_event_time_live.py found it on the real broker).
+    stale = [click(f"s{i}", 0, "page_view", T0 + i) for i in range(16)]
+    later = T0 + 30 * 60 * SECOND
+    slow = later - 3 * HOUR
+    v_view = [click("v", 0, "page_view", slow), click("w", 0, "page_view", later)]
+    newcomers = [click(f"n{i}", 0, "page_view", later + 4 * SECOND) for i in range(16)]
+    v_leave = [click("v", 1, "page_leave", slow + 5 * SECOND)]
+    app = StandInApp()
+
+    feed(pipeline_on(app), stale, v_view, newcomers, v_leave)
+
+    assert "v" not in backtest(stale, v_view, newcomers, v_leave)
+    assert "v" not in invited(app)
