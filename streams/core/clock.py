@@ -80,7 +80,10 @@ class PartitionClock:
             return at + max(0, wall - self.read_wall)
         since = self.caught_up_since
         if since is not None and wall - since >= self.idle_ms:
-            return at + (wall - since)
+            # Read to the end and idle: a replay that ended (or paused: docs/event-time.md,
+            # known limits). Nothing unread is left, so the clock takes the newest event
+            # time read at once; the median can lag the tail of a replay by hours.
+            return max(at, self.head() or at) + (wall - since)
         return at
 
     def caught_up(self, wall: int) -> None:

@@ -132,3 +132,15 @@ def test_a_visitor_is_never_timed_from_a_clock_behind_its_own_latest_event() -> 
     assert seen_at(T0, latest=T0 + 30 * 60 * SECOND, head=newest) == T0 + 30 * 60 * SECOND
     # A visitor behind the clock (its own is slow) takes the newest event time read.
     assert seen_at(T0, latest=T0 - 3 * HOUR, head=newest) == newest
+
+
+def test_a_replay_read_to_its_end_takes_its_newest_event_time_once_idle() -> None:
+    clock = PartitionClock(idle_ms=2 * SECOND)
+    # A sparse tail: the median stays with visitors seen hours before the last records.
+    replayed(clock, *[(f"v{i}".encode(), T0 + i) for i in range(16)])
+    replayed(clock, (b"late1", T0 + 5 * HOUR), (b"late2", T0 + 5 * HOUR + SECOND))
+    assert clock.now(WALL) == T0 + 9  # the lower median of v2..v15, late1, late2
+
+    clock.caught_up(WALL)
+    assert clock.now(WALL + SECOND) == T0 + 9  # not idle long enough yet
+    assert clock.now(WALL + 3 * SECOND) == T0 + 5 * HOUR + 4 * SECOND
