@@ -6,15 +6,12 @@ from __future__ import annotations
 import subprocess
 import sys
 import time
-import uuid
 from collections import Counter
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import orjson
 import pytest
-from kafka import KafkaConsumer
 
 from bench.clickstream import RULES_YAML, generate
 from schemas.instants import format_instant
@@ -26,46 +23,15 @@ from streams.core.rules import CompiledRules
 from streams.kafka.publisher import Publisher
 from streams.settings import Settings
 from tests.helpers import free_port
-from tests.integration.helpers import dwell_records, start_worker
+from tests.integration.helpers import dwell_records, read_topic, start_worker, stop_workers
 
 pytestmark = pytest.mark.integration
-
-
-def _stop(*workers: subprocess.Popen[bytes]) -> None:
-    """Stop the workers as an operator would (SIGTERM), all at once."""
-    for worker in workers:
-        worker.terminate()
-    for worker in workers:
-        worker.wait(timeout=60)
 
 
 def _publish_lines(pub: Publisher, lines: list[bytes]) -> None:
     """Recorded events, each keyed by its visitor id as the collector keys them."""
     for line in lines:
         pub.publish_raw(orjson.loads(line)["visitor_id"].encode(), line)
-
-
-def _read(
-    settings: Settings,
-    topic: str,
-    until: int,
-    timeout_s: float,
-    enough: Callable[[list[Any]], bool] | None = None,
-) -> list[Any]:
-    consumer = KafkaConsumer(
-        topic, **settings.kafka_python_config(), auto_offset_reset="earliest",
-        consumer_timeout_ms=1000, group_id=f"read-{uuid.uuid4().hex[:8]}",
-    )  # fmt: skip
-    records: list = []
-    deadline = time.monotonic() + timeout_s
-    try:
-        while time.monotonic() < deadline and len(records) < until:
-            records += [r for batch in consumer.poll(500).values() for r in batch]
-            if enough is not None and enough(records):
-                break
-    finally:
-        consumer.close()
-    return records
 
 
 def _expected(lines: list[bytes]) -> set[tuple[str, str]]:
@@ -111,12 +77,12 @@ def test_live_worker_gives_the_backtests_invitations_and_routes_poison_to_the_dl
                 _publish_lines(pub, lines)
                 for key, value in poison[2:]:
                     pub.publish_raw(key, value)
-            records = _read(settings, settings.topic_invitations, len(expected), timeout_s=90)
-            dead = _read(settings, settings.topic_dlq, len(poison), timeout_s=20)
-            dwell = _read(settings, settings.topic_dwell, 10**9, timeout_s=30,
+            records = read_topic(settings, settings.topic_invitations, len(expected), timeout_s=90)
+            dead = read_topic(settings, settings.topic_dlq, len(poison), timeout_s=20)
+            dwell = read_topic(settings, settings.topic_dwell, 10**9, timeout_s=30,
                           enough=lambda got: _latest(got) == expected_dwell)  # fmt: skip
         finally:
-            _stop(worker)
+            stop_workers(worker)
 
     got = [(orjson.loads(r.value)["invitation_id"], orjson.loads(r.value)["triggered_at"])
            for r in records]  # fmt: skip
@@ -165,15 +131,15 @@ def test_rules_applied_mid_stream_take_over_and_dwell_fires_within_grace_without
             time.sleep(8)  # the worker joins its group and reads the rules
             with Publisher(settings) as pub:
                 t_a = _visit(pub, "visitor-a")
-                [a] = _read(settings, settings.topic_invitations, 1, timeout_s=30)
+                [a] = read_topic(settings, settings.topic_invitations, 1, timeout_s=30)
                 second = load_rules(_rules("hello-b", "B"))
                 apply_rules(settings, second)
                 time.sleep(3)  # "in force within seconds"
                 t_b = _visit(pub, "visitor-b")
-                invitations = _read(settings, settings.topic_invitations, 2, timeout_s=30)
-                decisions = _read(settings, settings.topic_decisions, 2, timeout_s=10)
+                invitations = read_topic(settings, settings.topic_invitations, 2, timeout_s=30)
+                decisions = read_topic(settings, settings.topic_decisions, 2, timeout_s=10)
         finally:
-            _stop(worker)
+            stop_workers(worker)
 
     log_text = (tmp_path / "worker.log").read_text(errors="replace")
     first_inv = orjson.loads(a.value)
@@ -197,7 +163,7 @@ def _identities(records: list[Any]) -> list[tuple[str, str]]:
 
 def _read_until(settings: Settings, expected: set[tuple[str, str]]) -> list[Any]:
     """Invitations until every expected one arrived (or 90 s): copies included."""
-    return _read(settings, settings.topic_invitations, 10**9, timeout_s=90,
+    return read_topic(settings, settings.topic_invitations, 10**9, timeout_s=90,
                  enough=lambda records: set(_identities(records)) >= expected)  # fmt: skip
 
 
@@ -220,7 +186,7 @@ def test_kill_9_part_way_and_restart_gives_the_backtests_invitations(
             with Publisher(settings) as pub:
                 _publish_lines(pub, lines[:half])
             # Let it get part-way, then kill it without a chance to commit or flush.
-            _read(settings, settings.topic_invitations, len(expected) // 4, timeout_s=60)
+            read_topic(settings, settings.topic_invitations, len(expected) // 4, timeout_s=60)
         finally:
             first.kill()
             first.wait(timeout=30)
@@ -230,7 +196,7 @@ def test_kill_9_part_way_and_restart_gives_the_backtests_invitations(
                 _publish_lines(pub, lines[half:])
             records = _read_until(settings, expected)
         finally:
-            _stop(second)
+            stop_workers(second)
 
     got = _identities(records)
     copies = len(got) - len(set(got))
@@ -255,7 +221,7 @@ def test_two_workers_share_the_partitions_and_give_the_backtests_invitations(
                 _publish_lines(pub, lines)
             records = _read_until(settings, expected)
         finally:
-            _stop(*workers)
+            stop_workers(*workers)
 
     got = _identities(records)
     log_text = (tmp_path / "worker.log").read_text(errors="replace")
@@ -287,7 +253,7 @@ def test_a_worker_joining_during_a_backlog_gives_the_backtests_invitations(
             workers.append(start_worker(envs[1], rules, log))
             records = _read_until(settings, expected)
         finally:
-            _stop(*workers)
+            stop_workers(*workers)
 
     got = _identities(records)
     log_text = (tmp_path / "worker.log").read_text(errors="replace")
@@ -371,7 +337,7 @@ def test_transaction_markers_on_the_clickstream_do_not_stall_its_commits(
                 pub.publish_raw(visitor.encode(), event(2))  # offset 4, in a fetch of its own
             final = _wait_committed(settings, partition, 5, timeout_s=30)
         finally:
-            _stop(worker)
+            stop_workers(worker)
     log_text = (tmp_path / "worker.log").read_text(errors="replace")
     assert after_transactions == 2, log_text[-3000:]
     assert final == 5, log_text[-3000:]
