@@ -43,8 +43,11 @@ WORKER = Group("worker", "the stream worker: group, state, batches, guarantee, w
 COLLECTOR = Group("collector", "the HTTP collector")
 DELIVERY = Group("delivery", "the delivery service and its demo shop")
 DASHBOARD = Group("dashboard", "the live operations page")
+CONSOLE = Group("console", "the rules console: sign-in, sessions, funnel, preview")
 BROKER = Group("broker", "the local broker (beckon broker): Kafka release, ports, files")
-GROUPS: Final = (CONNECTION, TOPICS, ENGINE, WORKER, COLLECTOR, DELIVERY, DASHBOARD, BROKER)
+GROUPS: Final = (
+    CONNECTION, TOPICS, ENGINE, WORKER, COLLECTOR, DELIVERY, DASHBOARD, CONSOLE, BROKER
+)  # fmt: skip
 
 # A field's type names its group, e.g. ``grace_s: Worker[float]``: the group is declared
 # where the field is, and a field without one fails tests/unit/test_cli.py.
@@ -56,6 +59,7 @@ Worker = Annotated[_T, WORKER]
 Collector = Annotated[_T, COLLECTOR]
 Delivery = Annotated[_T, DELIVERY]
 Dashboard = Annotated[_T, DASHBOARD]
+Console = Annotated[_T, CONSOLE]
 Broker = Annotated[_T, BROKER]
 
 
@@ -99,6 +103,9 @@ class Settings(BaseSettings):
     topic_invitations: Topics[str] = Field("beckon.invitations", description="invitations topic")
     topic_decisions: Topics[str] = Field("beckon.decisions", description="decisions topic")
     topic_rules: Topics[str] = Field("beckon.rules", description="rules topic (compacted)")
+    topic_rules_history: Topics[str] = Field(
+        "beckon.rules.history", description="every published rules version (kept forever)"
+    )
     topic_dlq: Topics[str] = Field("beckon.clickstream.dlq", description="dead-letter topic")
     topic_dwell_updates: Topics[str] = Field(
         "beckon.dwell.updates", description="per-batch page activity, keyed by page (internal)"
@@ -227,6 +234,26 @@ class Settings(BaseSettings):
     dashboard_port: Dashboard[int] = Field(8090, ge=1, le=65535, description="dashboard HTTP port")
     dashboard_lookback_s: Dashboard[float] = Field(
         3600, gt=0, description="the funnel and tables cover this much recent history"
+    )
+
+    # --- The rules console (beckon console, beckon up) ---------------------------------
+    console_token: Console[SecretStr | None] = Field(
+        None, description="sign-in token of an editor (never logged) [generated and printed]"
+    )
+    console_users: Console[Path | None] = Field(
+        None, description="users file: name:role:hash lines (beckon console-user)"
+    )
+    console_session_hours: Console[float] = Field(
+        12, gt=0, le=24 * 30, description="a signed-in session lasts this long"
+    )
+    console_secure_cookie: Console[bool] = Field(
+        False, description="mark the session cookie Secure (the console is behind HTTPS)"
+    )
+    console_funnel_hours: Console[float] = Field(
+        24, gt=0, le=24 * 31, description="the rules list's funnel covers this much history"
+    )
+    console_preview_max_events: Console[int] = Field(
+        2_000_000, ge=1, description="a preview reads at most this many recorded events"
     )
 
     # --- Local broker (beckon broker ...) ---------------------------------------------

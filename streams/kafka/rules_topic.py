@@ -7,7 +7,10 @@ the rule. Folding the topic from its beginning gives the rules in force:
     RuleBook            the pure fold (``streams.core.rulebook``): accepts, replaces,
                         deletes, refuses
     read_rules()        the whole topic up to its current end, folded into a RuleBook
-    apply_rules()       a rules file published as the whole desired set, in one transaction
+    publish_rules()     a whole rules set published, with its history entry, in one
+                        transaction (``apply_rules`` is the CLI's form)
+    read_history()      every version ever published (``beckon.rules.history``, never
+                        compacted: the rules topic itself keeps only the latest per rule)
 
 A message that does not hold a valid rule is refused with the field at fault, and the rule
 already in force under its key stays in force (the contract: a bad rule never takes a good
@@ -17,32 +20,44 @@ one down with it).
 from __future__ import annotations
 
 import contextlib
+import getpass
 import logging
 import time
 from typing import Any
 
+import orjson
+
 from schemas.errors import BrokerError
+from schemas.instants import format_instant
 from schemas.rules import RuleSet, rule_to_json
+from streams.clock import now_ms
 from streams.core.rulebook import RuleBook
 from streams.core.rules import CompiledRules
-from streams.kafka.topics import TopicSpec, ensure_topics
+from streams.kafka.topics import TopicSpec, contract_topics, ensure_topics
 from streams.settings import Settings
 
 log = logging.getLogger(__name__)
 
 
 def read_rules(settings: Settings, topic: str | None = None, timeout_s: float = 10) -> RuleBook:
-    """Fold the rules topic from its beginning up to its end offset at call time.
+    """Fold the rules topic from its beginning up to its end offset at call time."""
+    book = RuleBook()
+    for record in _read_all(settings, topic or settings.topic_rules, timeout_s):
+        book.fold(record)
+    return book
 
-    read_committed: a half-applied ``apply_rules`` transaction is never seen, and the end
-    offset is the last stable one, so reading stops before any open transaction.
+
+def _read_all(settings: Settings, topic: str, timeout_s: float) -> list[Any]:
+    """Every record of ``topic`` from its beginning up to its end offsets at call time.
+
+    read_committed: a half-applied ``publish_rules`` transaction is never seen, and the
+    end offset is the last stable one, so reading stops before any open transaction.
     """
     from kafka import KafkaConsumer, TopicPartition
     from kafka.errors import KafkaError
 
-    topic = topic or settings.topic_rules
-    book = RuleBook()
     deadline = time.monotonic() + timeout_s
+    out: list[Any] = []
     try:
         consumer = KafkaConsumer(
             **settings.kafka_python_config(),
@@ -64,21 +79,17 @@ def read_rules(settings: Settings, topic: str | None = None, timeout_s: float = 
         pending = {tp for tp in tps if ends[tp] > 0}
         while pending:
             if time.monotonic() > deadline:
-                raise BrokerError(
-                    f"reading the rules topic {topic!r} took longer than {timeout_s} s"
-                )
+                raise BrokerError(f"reading the topic {topic!r} took longer than {timeout_s} s")
             for tp, records in consumer.poll(timeout_ms=200).items():
-                for record in records:
-                    if record.offset >= ends[tp]:
-                        continue  # committed after the call: the next read sees it
-                    book.fold(record)
+                # Records committed after the call are left for the next read.
+                out += (record for record in records if record.offset < ends[tp])
             # Positions pass transaction markers too, so compare positions, not records.
             pending = {tp for tp in pending if consumer.position(tp) < ends[tp]}
     except KafkaError as exc:
-        raise BrokerError(f"reading the rules topic {topic!r} failed: {exc}") from exc
+        raise BrokerError(f"reading the topic {topic!r} failed: {exc}") from exc
     finally:
         consumer.close()
-    return book
+    return out
 
 
 def _partitions(consumer: Any, topic: str, deadline: float) -> set[int]:
@@ -88,7 +99,7 @@ def _partitions(consumer: Any, topic: str, deadline: float) -> set[int]:
             return set(partitions)
         if time.monotonic() > deadline:
             raise BrokerError(
-                f"the rules topic {topic!r} does not exist (BECKON_TOPIC_RULES); "
+                f"the topic {topic!r} does not exist; "
                 "`beckon topics create` or `beckon rules apply` creates it"
             )
         time.sleep(0.2)
@@ -103,26 +114,61 @@ def apply_rules(
 ) -> tuple[list[str], list[str]]:
     """Make the topic hold exactly ``ruleset``; return (published ids, deleted ids).
 
+    ``beckon rules apply`` and ``beckon up``'s sample: a history entry is written with
+    ``action: apply``, as for every publish (see :func:`publish_rules`)."""
+    published, deleted, _ = publish_rules(
+        settings, ruleset, author=system_user(), comment="", action="apply", topic=topic
+    )
+    return published, deleted
+
+
+def publish_rules(
+    settings: Settings,
+    ruleset: RuleSet,
+    *,
+    author: str,
+    comment: str,
+    action: str = "publish",
+    topic: str | None = None,
+) -> tuple[list[str], list[str], dict[str, Any] | None]:
+    """Make the rules topic hold exactly ``ruleset`` and record the version in the history.
+
     Changed and new rules are sent, unchanged ones are not, and every other id on the
-    topic gets a tombstone: all in one transaction, so a read_committed reader sees the
-    old set or the new one, never a mix.
+    topic gets a tombstone; the history entry goes to ``topic_rules_history``. All in one
+    transaction, so a read_committed reader sees the old set or the new one, never a mix,
+    and never a set without its history entry. Returns (published ids, deleted ids, the
+    history entry), or ([], [], None) when the topic already holds exactly ``ruleset``.
     """
     from kafka import KafkaProducer
     from kafka.errors import KafkaError
 
     topic = topic or settings.topic_rules
-    ensure_topics(settings, [TopicSpec(topic, 1, {"cleanup.policy": "compact"})])
-    on_topic = read_rules(settings, topic).latest
+    history = settings.topic_rules_history
+    ensure_topics(
+        settings, [spec for spec in contract_topics(settings) if spec.name == history]
+        + [TopicSpec(topic, 1, {"cleanup.policy": "compact"})],
+    )  # fmt: skip
+    book = read_rules(settings, topic)
+    on_topic = book.latest
     wanted = {rule.id: rule_to_json(rule) for rule in ruleset}
     published = sorted(rid for rid, raw in wanted.items() if on_topic.get(rid) != raw)
     deleted = sorted(set(on_topic) - set(wanted))
     if not published and not deleted:
-        return [], []
+        return [], [], None
+    entry = {
+        "version": ruleset.version,
+        "previous": book.ruleset.version,
+        "action": action,
+        "author": author,
+        "comment": comment,
+        "at": format_instant(now_ms()),
+        "rules": [orjson.loads(raw) for raw in wanted.values()],
+    }
     try:
         producer = KafkaProducer(
             **settings.kafka_python_config(),
-            # One id per rules topic: a second `rules apply` running at the same time
-            # fences the first instead of interleaving with it.
+            # One id per rules topic: a second publish running at the same time fences
+            # the first instead of interleaving with it.
             transactional_id=f"beckon-rules-apply.{topic}",
             acks="all",
             enable_idempotence=True,
@@ -138,6 +184,7 @@ def apply_rules(
                 producer.send(topic, key=rid.encode(), value=wanted[rid])
             for rid in deleted:
                 producer.send(topic, key=rid.encode(), value=None)
+            producer.send(history, key=ruleset.version.encode(), value=orjson.dumps(entry))
             producer.commit_transaction()
         except KafkaError:
             # If the abort fails too, the broker aborts it at transaction_timeout_ms; the
@@ -149,7 +196,36 @@ def apply_rules(
         raise BrokerError(f"applying the rules to topic {topic!r} failed: {exc}") from exc
     finally:
         producer.close()
-    return published, deleted
+    return published, deleted, entry
+
+
+def read_history(settings: Settings, timeout_s: float = 10) -> list[dict[str, Any]]:
+    """Every history entry, oldest first (read_committed: only published versions).
+
+    A record that is not a JSON object with a version and rules is skipped with a
+    warning: the history is for reading and rolling back, and one bad record must not
+    hide the others."""
+    entries = []
+    for record in _read_all(settings, settings.topic_rules_history, timeout_s):
+        try:
+            entry = orjson.loads(record.value or b"")
+        except orjson.JSONDecodeError:
+            entry = None
+        if not (isinstance(entry, dict) and isinstance(entry.get("version"), str)
+                and isinstance(entry.get("rules"), list)):  # fmt: skip
+            log.warning("%s@%d: not a rules history entry; skipped", record.topic, record.offset)
+            continue
+        entry["offset"] = record.offset
+        entries.append(entry)
+    return entries
+
+
+def system_user() -> str:
+    """The user running this process: the author of a ``beckon rules apply``."""
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):
+        return "unknown"
 
 
 class RulesInForce:

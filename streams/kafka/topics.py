@@ -34,6 +34,13 @@ def contract_topics(settings: Settings) -> list[TopicSpec]:
         # One partition keeps every rule in one ordered log; compaction keeps the latest
         # version of each rule id and drops deleted ones after their tombstone.
         TopicSpec(settings.topic_rules, 1, {"cleanup.policy": "compact"}),
+        # Every published rules version, for the console's history and rollback: never
+        # compacted and never expired (one record per publish, a few KB each).
+        TopicSpec(
+            settings.topic_rules_history,
+            1,
+            {"cleanup.policy": "delete", "retention.ms": "-1", "retention.bytes": "-1"},
+        ),
         TopicSpec(settings.topic_dlq, n, {"retention.ms": str(30 * 24 * 3600 * 1000)}),
         # Partial dwell aggregates from each batch, keyed by page and window; short-lived.
         TopicSpec(settings.topic_dwell_updates, n, {"retention.ms": str(24 * 3600 * 1000)}),
