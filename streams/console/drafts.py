@@ -1,0 +1,121 @@
+"""A draft rule set from the console or a script: parsed, checked and described.
+
+Validation is ``schemas.rules.load_rules``, the function behind ``beckon rules
+validate``: the console and the CLI cannot disagree. This module only reshapes its
+answers for the page: errors split into rule and field, the set as JSON and YAML, each
+message rendered for a sample visitor, and each rule's location and trigger in words.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any, Final
+
+import orjson
+import yaml
+
+from schemas.errors import InvalidRules
+from schemas.rules import Rule, RuleSet, load_rules, rule_to_json
+from schemas.templates import render_template
+
+# What a message is rendered with when the draft names no sample visitor.
+SAMPLE_VISITOR: Final[dict[str, Any]] = {
+    "first_name": "Ana",
+    "country": "JP",
+    "language": "ja",
+    "device": "desktop",
+    "returning": True,
+    "visits": 3,
+    "plan": "pro",
+}
+_PATH: Final = re.compile(r"^rules\[(\d+)\](?: \(id=([^)]*)\))?\.?(.*)$")
+
+
+class DraftError(Exception):
+    """A draft that is not a rule set; ``errors`` is what the API answers with 422."""
+
+    def __init__(self, errors: list[dict[str, Any]]) -> None:
+        super().__init__("; ".join(f"{e['path'] or 'draft'}: {e['reason']}" for e in errors))
+        self.errors = errors
+
+
+def parse_draft(body: Any) -> RuleSet:
+    """``{"rules": [...]}`` or ``{"yaml": "..."}`` -> RuleSet, or DraftError."""
+    if not isinstance(body, dict):
+        raise DraftError([_error(None, None, "", "must be a JSON object")])
+    if isinstance(body.get("yaml"), str):
+        text = body["yaml"]
+    elif isinstance(body.get("rules"), list):
+        text = orjson.dumps({"rules": body["rules"]}).decode()
+    else:
+        raise DraftError(
+            [_error(None, None, "", "needs 'rules' (a list of rules) or 'yaml' (a rules file)")]
+        )
+    try:
+        return load_rules(text, source="draft")
+    except InvalidRules as exc:
+        raise DraftError([_split(path, reason) for path, reason in exc.problems]) from exc
+
+
+def _split(path: str, reason: str) -> dict[str, Any]:
+    """``rules[2] (id=pricing).trigger.dwell_seconds`` -> index 2, id, field path."""
+    match = _PATH.match(path)
+    if match is None:
+        return _error(None, None, path.removeprefix("rules").lstrip("."), reason)
+    index, rule_id, field = match.groups()
+    return _error(rule_id, int(index), field, reason)
+
+
+def _error(rule_id: str | None, index: int | None, path: str, reason: str) -> dict[str, Any]:
+    return {"rule_id": rule_id, "index": index, "path": path, "reason": reason}
+
+
+def rules_json(ruleset: RuleSet) -> list[dict[str, Any]]:
+    """The rules as JSON objects (defaults left out, as on the rules topic), by priority."""
+    return [orjson.loads(rule_to_json(rule)) for rule in ruleset]
+
+
+def rules_yaml(rules: list[dict[str, Any]]) -> str:
+    """JSON rules as a rules file."""
+    return yaml.safe_dump({"rules": rules}, sort_keys=False, allow_unicode=True, width=100)
+
+
+def rendered(ruleset: RuleSet, sample: dict[str, Any] | None) -> dict[str, dict[str, Any]]:
+    """Each rule's message for the sample visitor: ``{id: {text, locales: {tag: text}}}``."""
+    values = sample if sample is not None else SAMPLE_VISITOR
+    return {
+        rule.id: {
+            "text": render_template(rule.message.text, values),
+            "locales": {
+                tag: render_template(text, values) for tag, text in rule.message.locales.items()
+            },
+        }
+        for rule in ruleset
+    }
+
+
+def in_words(rule: Rule) -> dict[str, str]:
+    """The rule's location and trigger as a person reads them, for the rules list."""
+    loc = rule.location
+    where = []
+    if loc.include:
+        where.append("on " + ", ".join(loc.include))
+    else:
+        where.append("on every page")
+    if loc.exclude:
+        where.append("except " + ", ".join(loc.exclude))
+    t = rule.trigger
+    when = []
+    if t.dwell_seconds is not None:
+        when.append(f"after {t.dwell_seconds} s on the page")
+    if t.session_seconds is not None:
+        when.append(f"after {t.session_seconds} s in the session")
+    if t.pages_in_session is not None:
+        when.append(f"from page {t.pages_in_session} of the session")
+    if t.journey is not None:
+        when.append("after visiting " + " then ".join(t.journey))
+    if t.scroll_pct is not None:
+        when.append(f"after scrolling {t.scroll_pct:g}%")
+    if t.event is not None:
+        when.append(f"on the event {t.event!r}")
+    return {"location": "; ".join(where), "trigger": " and ".join(when)}

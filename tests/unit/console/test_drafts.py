@@ -1,0 +1,80 @@
+"""Drafts: the CLI's validation, reshaped for the page."""
+
+from __future__ import annotations
+
+import pytest
+
+from schemas.rules import load_rules
+from streams.console.drafts import (
+    DraftError,
+    in_words,
+    parse_draft,
+    rendered,
+    rules_json,
+    rules_yaml,
+)
+
+RULE = {
+    "id": "pricing",
+    "location": {"include": ["*/pricing*"], "exclude": ["*/pricing/faq"]},
+    "trigger": {"dwell_seconds": 30, "journey": ["*/products/*", "*/pricing*"]},
+    "message": {"text": "Hi {first_name|there}!", "locales": {"de": "Hallo {first_name|du}!"}},
+}
+
+
+def test_json_and_yaml_drafts_give_the_same_set_as_the_cli() -> None:
+    from_json = parse_draft({"rules": [RULE]})
+    yaml_text = rules_yaml(rules_json(from_json))
+    from_yaml = parse_draft({"yaml": yaml_text})
+    assert from_json.version == from_yaml.version == load_rules(yaml_text).version
+    assert rules_json(from_json) == [RULE]  # defaults left out, as on the rules topic
+
+
+def test_errors_name_the_rule_its_index_and_the_field() -> None:
+    bad = {**RULE, "id": "pricing", "trigger": {"dwell_seconds": 0}}
+    with pytest.raises(DraftError) as caught:
+        parse_draft({"rules": [dict(RULE, id="other"), bad]})
+    assert caught.value.errors == [
+        {
+            "rule_id": "pricing",
+            "index": 1,
+            "path": "trigger.dwell_seconds",
+            "reason": "must be greater than 0, got 0",
+        }
+    ]
+
+
+def test_a_misspelt_field_and_a_duplicate_id_are_errors_at_their_rule() -> None:
+    with pytest.raises(DraftError) as caught:
+        parse_draft({"rules": [dict(RULE, triger={})]})
+    (error,) = caught.value.errors
+    assert (error["index"], error["path"]) == (0, "triger")
+    assert "did you mean 'trigger'" in error["reason"]
+    with pytest.raises(DraftError) as caught:
+        parse_draft({"rules": [RULE, RULE]})
+    assert caught.value.errors[0]["index"] == 1
+    assert caught.value.errors[0]["path"] == "id"
+
+
+@pytest.mark.parametrize("body", [[], {"rules": "x"}, {"yaml": "rules: ["}, {}])
+def test_a_draft_that_is_no_rule_set_says_so(body: object) -> None:
+    with pytest.raises(DraftError) as caught:
+        parse_draft(body)
+    assert caught.value.errors[0]["rule_id"] is None
+    assert caught.value.errors[0]["reason"]
+
+
+def test_messages_render_for_the_sample_visitor() -> None:
+    ruleset = parse_draft({"rules": [RULE]})
+    assert rendered(ruleset, {"first_name": "Kai"}) == {
+        "pricing": {"text": "Hi Kai!", "locales": {"de": "Hallo Kai!"}}
+    }
+    assert rendered(ruleset, {})["pricing"]["text"] == "Hi there!"
+
+
+def test_a_rule_in_words() -> None:
+    (rule,) = parse_draft({"rules": [RULE]})
+    assert in_words(rule) == {
+        "location": "on */pricing*; except */pricing/faq",
+        "trigger": "after 30 s on the page and after visiting */products/* then */pricing*",
+    }
