@@ -21,13 +21,14 @@ from pydantic import SecretStr
 from pydantic.fields import FieldInfo
 from pydantic_core import PydanticUndefined
 
-from schemas.errors import BeckonError
+from schemas.errors import BeckonError, ConfigError
 from streams.kafka import topics
 from streams.ops import broker
 from streams.settings import (
     BROKER,
     COLLECTOR,
     CONNECTION,
+    CONSOLE,
     DASHBOARD,
     DELIVERY,
     ENGINE,
@@ -78,6 +79,9 @@ COMMANDS: Final[dict[str, Uses]] = {
     # the demo pages post to the collector's address unless delivery_collector_url is set
     "delivery": Uses((CONNECTION, TOPICS, DELIVERY), also=("collector_host", "collector_port")),
     "dashboard": Uses((CONNECTION, TOPICS, DASHBOARD), also=("app_id",)),
+    # the dashboard too, and previews with the engine's settings
+    "console": Uses((CONNECTION, TOPICS, ENGINE, DASHBOARD, CONSOLE), also=("app_id",)),
+    "console-user": Uses(()),  # a users-file line, nothing else
 }
 
 
@@ -174,7 +178,7 @@ def cmd_rules_validate(args: argparse.Namespace, settings: Settings) -> int:
 
 def cmd_rules_apply(args: argparse.Namespace, settings: Settings) -> int:
     from schemas.rules import load_rules_file
-    from streams.kafka.rules_topic import apply_rules
+    from streams.kafka.rules_topic import publish_rules, system_user
 
     ruleset = load_rules_file(args.file)  # an invalid file stops here: nothing is published
     if args.if_empty:
@@ -183,7 +187,10 @@ def cmd_rules_apply(args: argparse.Namespace, settings: Settings) -> int:
         if len(held := read_rules(settings).ruleset):
             print(f"{settings.topic_rules} holds {len(held)} rules: left as they are")
             return 0
-    published, deleted = apply_rules(settings, ruleset)
+    published, deleted, _ = publish_rules(
+        settings, ruleset, author=args.author or system_user(), comment=args.comment,
+        action="apply",
+    )  # fmt: skip
     print(f"published: {', '.join(published) or '-'}")
     print(f"deleted: {', '.join(deleted) or '-'}")
     print(f"{settings.topic_rules}: {len(ruleset)} rules, version {ruleset.version}")
@@ -280,6 +287,35 @@ def cmd_dashboard(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+def cmd_console(args: argparse.Namespace, settings: Settings) -> int:
+    from streams.console.server import run_console
+
+    topics.ensure_topics(settings)
+    run_console(settings)
+    return 0
+
+
+def cmd_console_user(args: argparse.Namespace, settings: Settings) -> int:
+    import getpass
+
+    from streams.console.auth import ROLES, hash_password
+
+    if args.role not in ROLES:
+        raise ConfigError(f"role must be one of {', '.join(ROLES)}, got {args.role!r}")
+    if ":" in args.name or not args.name.strip():
+        raise ConfigError(f"a user name must be non-empty and hold no ':', got {args.name!r}")
+    if sys.stdin.isatty():
+        password = getpass.getpass(f"password for {args.name}: ")
+        if password != getpass.getpass("again: "):
+            raise ConfigError("the two passwords differ")
+    else:
+        password = sys.stdin.readline().rstrip("\n")
+    if len(password) < 8:
+        raise ConfigError("a password needs at least 8 characters")
+    print(f"{args.name}:{args.role}:{hash_password(password)}")
+    return 0
+
+
 def cmd_up(args: argparse.Namespace, settings: Settings) -> int:
     from streams.ops.up import run_up
 
@@ -333,6 +369,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--if-empty", action="store_true",
         help="only when the rules topic holds no rules (a first start's sample)",
     )  # fmt: skip
+    apply_p.add_argument("--author", help="who publishes, for the history [the system user]")
+    apply_p.add_argument("--comment", default="", help="why, for the history")
 
     rp = add(sub, "replay", cmd_replay, "publish recorded events to the clickstream topic")
     rp.add_argument("events", help="events, JSON lines, sent in file order")
@@ -348,6 +386,13 @@ def build_parser() -> argparse.ArgumentParser:
     add(sub, "collector", cmd_collector, "the HTTP collector: Beckon JSON, Snowplow, Segment")
     add(sub, "delivery", cmd_delivery, "the reference chat delivery service and a demo shop")
     add(sub, "dashboard", cmd_dashboard, "the live operations page, read from Kafka")
+    add(
+        sub, "console", cmd_console, "the rules console (and the dashboard) on the dashboard's port"
+    )
+    user_p = add(sub, "console-user", cmd_console_user,
+                 "print a users-file line for the console (the password is asked for)")  # fmt: skip
+    user_p.add_argument("name")
+    user_p.add_argument("role", help="viewer or editor")
 
     bt = add(sub, "backtest", cmd_backtest, "run the engine offline over recorded events")
     bt.add_argument("--rules", required=True, help="rules file (YAML or JSON)")

@@ -113,7 +113,7 @@ class Reader:
         if not new:
             return assigned
         consumer.assign(sorted(found))
-        start = now_ms() - int(self.settings.dashboard_lookback_s * 1000)
+        start = now_ms() - max(self.board.lookback_ms, self.board.long_lookback_ms or 0)
         starts = consumer.offsets_for_times(dict.fromkeys(new, start))
         ends = consumer.end_offsets(list(new))
         for tp in new:
@@ -225,11 +225,19 @@ async def health(request: web.Request) -> web.Response:
     return web.json_response(body, status=200 if ok else 503)
 
 
-def build_app(settings: Settings) -> web.Application:
-    """The dashboard's aiohttp app: its start-up starts the reader thread."""
-    app = web.Application()
+def build_app(
+    settings: Settings, *, client_max_size: int = 1024**2, funnel_lookback_s: float | None = None
+) -> web.Application:
+    """The dashboard's aiohttp app: its start-up starts the reader thread.
+
+    ``funnel_lookback_s`` adds a second, longer per-rule funnel (the console's, read
+    with :func:`funnel_rows`); the reader then starts that far back."""
+    app = web.Application(client_max_size=client_max_size)
     app[SETTINGS] = settings
-    app[BOARD] = Board(int(settings.dashboard_lookback_s * 1000))
+    app[BOARD] = Board(
+        int(settings.dashboard_lookback_s * 1000),
+        long_lookback_ms=int(funnel_lookback_s * 1000) if funnel_lookback_s else None,
+    )
     app[LOCK] = threading.Lock()
     app[READER] = Reader(settings, app[BOARD], app[LOCK])
     app.router.add_get("/", index)
@@ -238,6 +246,12 @@ def build_app(settings: Settings) -> web.Application:
     app.router.add_static("/static/", STATIC)
     app.cleanup_ctx.append(_reading)
     return app
+
+
+def funnel_rows(app: web.Application, *, long: bool = False) -> list[dict[str, Any]]:
+    """The board's per-rule funnel as of now (``long``: over the longer lookback)."""
+    with app[LOCK]:
+        return app[BOARD].funnel_rows(now_ms(), long=long)
 
 
 def run_dashboard(settings: Settings) -> None:

@@ -15,7 +15,10 @@ from pathlib import Path
 from types import FrameType
 from typing import Final
 
+from pydantic import SecretStr
+
 from schemas.rules import load_rules_file
+from streams.console.auth import new_token
 from streams.kafka import topics
 from streams.kafka.rules_topic import apply_rules, read_rules
 from streams.ops import broker
@@ -26,7 +29,7 @@ SAMPLE_RULES: Final = Path(__file__).resolve().parent / "sample-rules.yaml"
 
 
 def run_up(settings: Settings) -> int:
-    """Everything on this machine until Ctrl-C: broker, worker, collector, delivery, dashboard."""
+    """Everything on this machine until Ctrl-C: broker, worker, collector, delivery, console."""
     was_running = broker.status(settings).running
     state = broker.start(settings)
     settings = settings.model_copy(update={"bootstrap": state.bootstrap})
@@ -34,18 +37,28 @@ def run_up(settings: Settings) -> int:
     if not len(read_rules(settings).ruleset):
         apply_rules(settings, load_rules_file(SAMPLE_RULES))
         print(f"  rules: applied {SAMPLE_RULES} (the rules topic was empty)")
+    sign_in = None
+    if settings.console_token is None and settings.console_users is None:
+        # As notebook servers do: a token for this run, in a URL printed once (not logged).
+        token = new_token()
+        settings = settings.model_copy(update={"console_token": SecretStr(token)})
+        sign_in = f"http://{settings.dashboard_host}:{settings.dashboard_port}/rules?token={token}"
     # Each service is its own process, as in production; they share the settings through
-    # the environment (the flags given to `beckon up` included).
+    # the environment (the flags given to `beckon up` included). The console serves the
+    # dashboard too, on the dashboard's port.
     env = {**os.environ, **_environment(settings)}
     services = {
         name: subprocess.Popen([sys.executable, "-m", "streams.cli", name], env=env)
-        for name in ("worker", "collector", "delivery", "dashboard")
+        for name in ("worker", "collector", "delivery", "console")
     }
     print(f"Beckon is up. Kafka {settings.kafka_version}: {state}")
     print(f"  topics:    {', '.join(t.name for t in topics.contract_topics(settings))}")
     print(f"  demo shop: http://{settings.delivery_host}:{settings.delivery_port}/")
     print(f"  collector: http://{settings.collector_host}:{settings.collector_port}/v1/events")
     print(f"  dashboard: http://{settings.dashboard_host}:{settings.dashboard_port}/")
+    print(f"  console:   http://{settings.dashboard_host}:{settings.dashboard_port}/rules")
+    if sign_in is not None:
+        print(f"  sign in:   {sign_in}")
     print(
         f"  worker:    pid {services['worker'].pid}, web on http://localhost:{settings.web_port}/"
     )

@@ -31,6 +31,7 @@ def live(kafka_settings: Settings, tmp_path: Path) -> Iterator[tuple[Settings, d
             "topic_invitations": f"live.{run_id}.invitations",
             "topic_decisions": f"live.{run_id}.decisions",
             "topic_rules": f"live.{run_id}.rules",
+            "topic_rules_history": f"live.{run_id}.rules.history",
             "topic_dlq": f"live.{run_id}.dlq",
             "topic_dwell_updates": f"live.{run_id}.dwell.updates",
             "topic_dwell": f"live.{run_id}.dwell",
@@ -42,8 +43,9 @@ def live(kafka_settings: Settings, tmp_path: Path) -> Iterator[tuple[Settings, d
     ensure_topics(settings)
     env = {k: v for k, v in os.environ.items() if not k.startswith("BECKON_")}
     for name in ("bootstrap", "app_id", "topic_clickstream", "topic_invitations",
-                 "topic_decisions", "topic_rules", "topic_dlq", "topic_dwell_updates",
-                 "topic_dwell", "partitions", "data_dir", "grace_s"):  # fmt: skip
+                 "topic_decisions", "topic_rules", "topic_rules_history", "topic_dlq",
+                 "topic_dwell_updates", "topic_dwell", "partitions", "data_dir",
+                 "grace_s"):  # fmt: skip
         env[f"BECKON_{name.upper()}"] = str(getattr(settings, name))
     yield settings, env
 
