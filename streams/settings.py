@@ -268,6 +268,12 @@ class Settings(BaseSettings):
     broker_heap: Broker[str] = Field("1g", description="JVM heap of the local broker (-Xmx)")
     broker_start_timeout: Broker[float] = Field(90.0, gt=0, description="seconds to wait for start")
 
+    @field_validator("console_token", "console_users", mode="before")
+    @classmethod
+    def _empty_is_unset(cls, value: Any) -> Any:
+        # `BECKON_CONSOLE_TOKEN=` (as compose passes an unset variable) means none.
+        return None if value == "" else value
+
     @field_validator("bootstrap")
     @classmethod
     def _bootstrap_has_ports(cls, value: str) -> str:

@@ -72,7 +72,7 @@ def mounts(service: str) -> dict[str, str]:
 
 def test_compose_runs_what_beckon_up_runs() -> None:
     commands = {tuple(s["command"][1:2]) for s in BECKON.values() if s["command"][0] == "beckon"}
-    assert {("worker",), ("collector",), ("delivery",), ("dashboard",)} <= commands
+    assert {("worker",), ("collector",), ("delivery",), ("console",)} <= commands
     assert set(LISTENS) | set(JOBS) == set(BECKON)
     assert {"kafka", "prometheus", "grafana"} <= set(SERVICES)
 
