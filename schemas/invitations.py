@@ -107,9 +107,11 @@ SUPPRESSION_REASONS: Final[tuple[str, ...]] = tuple(reason.value for reason in S
 
 
 class Decision(_Output):
-    """What happened when a rule fired: invited, or suppressed with the reason."""
+    """What happened when a rule fired: invited, or suppressed with the reason; for a
+    rule in shadow mode, ``shadow`` with the reason it would have been suppressed, or
+    null where it would have invited."""
 
-    outcome: Literal["invited", "suppressed"]
+    outcome: Literal["invited", "suppressed", "shadow"]
     # validate_default: a missing reason must still be checked against the outcome.
     reason: str | None = Field(default=None, validate_default=True)
     rules_version: str | None = None
@@ -126,6 +128,8 @@ class Decision(_Output):
             )
         if outcome == "invited" and reason is not None:
             raise ValueError(f"must be null when outcome is 'invited', got {reason!r}")
+        if outcome == "shadow" and reason == "":
+            raise ValueError("must be null or a reason when outcome is 'shadow', got ''")
         return reason
 
 

@@ -168,6 +168,10 @@ def test_invitations_are_frozen() -> None:
         {"outcome": "invited"},
         {"outcome": "suppressed", "reason": "holdout"},
         {"outcome": "suppressed", "reason": "a-reason-added-later", "rules_version": None},
+        {"outcome": "shadow"},
+        {"outcome": "shadow", "reason": None},
+        {"outcome": "shadow", "reason": "per_session"},
+        {"outcome": "shadow", "reason": "a-reason-added-later"},
     ],
 )
 def test_decisions_round_trip(fields: dict[str, Any]) -> None:
@@ -190,6 +194,13 @@ def test_a_missing_reason_on_a_suppression_is_named_too() -> None:
 
 def test_invited_with_a_reason_is_refused() -> None:
     assert fields_of(parse_decision, decision(reason="holdout")) == ["reason"]
+
+
+def test_shadow_with_an_empty_reason_is_refused() -> None:
+    raw = decision(outcome="shadow", reason="")
+    assert fields_of(parse_decision, raw) == ["reason"]
+    with pytest.raises(InvalidInput, match="null or a reason when outcome is 'shadow'"):
+        parse_decision(raw)
 
 
 def test_unknown_outcome_is_named() -> None:
