@@ -13,7 +13,7 @@ import hashlib
 import os
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
-from typing import Annotated, Any, Final, Self
+from typing import Annotated, Any, Final, Literal, Self
 
 import orjson
 import yaml
@@ -125,6 +125,8 @@ class Rule(FrozenModel):
     queue: Name = "default"
     frequency: Frequency = Field(default_factory=Frequency)
     holdout_pct: Percent = 0
+    # shadow: decided and recorded as outcome "shadow", never sent (docs/contract.md).
+    mode: Literal["live", "shadow"] = "live"
 
 
 class RulesFile(FrozenModel):
@@ -168,8 +170,7 @@ class RuleSet:
         if problems:
             raise InvalidRules(problems)
         canonical = orjson.dumps(
-            [r.model_dump(mode="json", exclude_none=True) for r in sorted(given, key=_by_id)],
-            option=orjson.OPT_SORT_KEYS,
+            [_canonical(r) for r in sorted(given, key=_by_id)], option=orjson.OPT_SORT_KEYS
         )
         by_priority = tuple(sorted(given, key=lambda r: (-r.priority, r.id)))
         return cls(by_priority, hashlib.sha256(canonical).hexdigest()[:12])
@@ -202,6 +203,15 @@ class RuleSet:
 
 def _by_id(rule: Rule) -> str:
     return rule.id
+
+
+def _canonical(rule: Rule) -> dict[str, Any]:
+    data = rule.model_dump(mode="json", exclude_none=True)
+    # Fields added after rules were first versioned are left out at their defaults, so
+    # rules that do not use them keep the version they always had.
+    if data["mode"] == "live":
+        del data["mode"]
+    return data
 
 
 EMPTY_RULES: Final[RuleSet] = RuleSet.of(())

@@ -20,6 +20,12 @@ A rule fires at most once per page view; of the rules firing at one instant the 
 priority wins (ties: rule id) and the others are suppressed as ``lower_priority``. The
 winner is then checked in this order: ``holdout``, ``after_decline``, ``per_session``,
 ``per_day``, ``min_gap``; the first that applies is the reason it is suppressed.
+
+A rule with ``mode: shadow`` is decided but never sent: its decision's outcome is
+``shadow``, with the reason it would have been suppressed or null. Live rules rank among
+live rules only, so a shadow rule never changes what a live rule does; a shadow rule
+ranks among every rule firing at its instant, and its would-be sends count towards its
+own ``per_session`` and ``per_day`` only (``journey.shadow_key``).
 """
 
 from __future__ import annotations
@@ -39,6 +45,7 @@ from streams.core.journey import (
     is_duplicate,
     new_session,
     remember_sent,
+    remember_would_send,
     respond,
     starts_session,
 )
@@ -186,9 +193,12 @@ def _decide(
     decisions: list[dict[str, Any]],
     invitations: list[dict[str, Any]],
 ) -> None:
-    """Record the rules that fire together at ``t``: one may invite, the rest are suppressed."""
+    """Record the rules that fire together at ``t``: one live rule may invite, the other
+    live rules are suppressed; each shadow rule is judged as if it were live, and sends
+    nothing."""
     group.sort(key=lambda r: (-r.priority, r.id))
     triggered_at = format_instant(t)
+    live_ranked = False  # a live rule ranked before: the live rules that follow lose
     for rank, rule in enumerate(group):
         journey.fired.append(rule.id)
         invitation_id = str(
@@ -197,7 +207,11 @@ def _decide(
             )
         )
         day = _local_day(rule, t)
-        reason = Suppression.LOWER_PRIORITY if rank else _suppressed(journey, rule, t, day, limits)
+        # Live rules rank among live rules only, so shadow rules never change live output;
+        # a shadow rule ranks among all the rules firing at t.
+        lost = rank > 0 if rule.shadow else live_ranked
+        live_ranked = live_ranked or not rule.shadow
+        reason = Suppression.LOWER_PRIORITY if lost else _suppressed(journey, rule, t, day, limits)
         decision = {
             "invitation_id": invitation_id,
             "visitor_id": journey.visitor_id,
@@ -207,12 +221,16 @@ def _decide(
             "url": journey.url,
             "triggered_at": triggered_at,
             "priority": rule.priority,
-            "outcome": "suppressed" if reason else "invited",
+            "outcome": "shadow" if rule.shadow else "suppressed" if reason else "invited",
             "reason": reason,
             "rules_version": version,
         }
         decisions.append(decision)
-        if reason is None:
+        if reason is not None:
+            continue
+        if rule.shadow:  # its own caps only: min_gap and the live rules never see it
+            remember_would_send(journey, rule.sent_key, day)
+        else:
             invitations.append(_invitation(journey, rule, t, decision, limits))
             remember_sent(journey, invitation_id, rule.id, t, day)
 
@@ -220,7 +238,8 @@ def _decide(
 def _suppressed(
     journey: Journey, rule: CompiledRule, t: int, day: str, limits: Limits
 ) -> Suppression | None:
-    """Why the winning rule may not invite now, or None."""
+    """Why the winning rule may not invite now, or None (for a shadow rule: why it
+    would not, its caps counting its own would-be sends)."""
     frequency = rule.rule.frequency
     if in_holdout(journey.visitor_id, rule.id, rule.rule.holdout_pct):
         return Suppression.HOLDOUT
@@ -233,11 +252,11 @@ def _suppressed(
         return Suppression.AFTER_DECLINE
     if (
         frequency.per_session is not None
-        and journey.sent_session.get(rule.id, 0) >= frequency.per_session
+        and journey.sent_session.get(rule.sent_key, 0) >= frequency.per_session
     ):
         return Suppression.PER_SESSION
     if frequency.per_day is not None:
-        sent = journey.sent_day.get(rule.id)
+        sent = journey.sent_day.get(rule.sent_key)
         if sent is not None and sent[0] == day and sent[1] >= frequency.per_day:
             return Suppression.PER_DAY
     if journey.last_sent >= 0 and t - journey.last_sent < limits.min_gap_ms:

@@ -118,8 +118,10 @@ class Journey:
         # user_agent_key of a user agent whose device is ``device`` (see _set_device)
         self.ua_key: int | None = None
         # history, for frequency limits
-        self.sent_session: dict[str, int] = {}  # rule id -> invitations this session
-        self.sent_day: dict[str, list[Any]] = {}  # rule id -> [local date, count]
+        # rule id (or shadow_key of a shadow rule's id) -> invitations this session, and
+        # -> [local date, count]
+        self.sent_session: dict[str, int] = {}
+        self.sent_day: dict[str, list[Any]] = {}
         self.last_sent = -1  # time of the latest invitation to this visitor
         self.recent: dict[str, str] = {}  # invitation id -> rule id, bounded
         self.declined: dict[str, int] = {}  # rule id -> time of the latest decline
@@ -320,8 +322,21 @@ def respond(journey: Journey, event: InvitationResponse, t: int) -> str | None:
 def remember_sent(journey: Journey, invitation_id: str, rule_id: str, t: int, day: str) -> None:
     """Record an invitation sent at ``t`` (``day``: its local date in the rule's zone)."""
     journey.last_sent = t
-    journey.sent_session[rule_id] = journey.sent_session.get(rule_id, 0) + 1
-    previous = journey.sent_day.get(rule_id)
-    count = previous[1] + 1 if previous and previous[0] == day else 1
-    journey.sent_day[rule_id] = [day, count]
+    remember_would_send(journey, rule_id, day)
     _put_bounded(journey.recent, invitation_id, rule_id, MAX_RECENT)
+
+
+def remember_would_send(journey: Journey, key: str, day: str) -> None:
+    """Count one invitation under ``key`` in the per-session and per-day counts, and
+    nothing else: a shadow rule's would-be send, under its own key (``shadow_key``)."""
+    journey.sent_session[key] = journey.sent_session.get(key, 0) + 1
+    previous = journey.sent_day.get(key)
+    count = previous[1] + 1 if previous and previous[0] == day else 1
+    journey.sent_day[key] = [day, count]
+
+
+def shadow_key(rule_id: str) -> str:
+    """Where a shadow rule's would-be sends are counted: apart from its live sends, so a
+    rule promoted from shadow to live starts with the counts of what was really sent.
+    Rule ids are ``[a-z0-9-]+``, so this key is never a rule id."""
+    return "shadow:" + rule_id

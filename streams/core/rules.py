@@ -15,7 +15,7 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from schemas.rules import Rule, RuleSet
-from streams.core.journey import Journey
+from streams.core.journey import Journey, shadow_key
 from streams.core.matching import compile_audience, compile_globs, compile_journey, journey_matches
 from streams.core.profile import Template
 from streams.core.timeframe import Window
@@ -30,6 +30,8 @@ class CompiledRule:
     rule: Rule
     id: str
     priority: int
+    shadow: bool  # mode: shadow; decided and recorded, never sent
+    sent_key: str  # where its sends (or would-be sends) are counted in the journey
     include: Matcher | None
     exclude: Matcher | None
     audience: Callable[[Mapping[str, Any]], tuple[bool, dict[str, Any]]]
@@ -51,6 +53,8 @@ class CompiledRule:
             rule=rule,
             id=rule.id,
             priority=rule.priority,
+            shadow=rule.mode == "shadow",
+            sent_key=shadow_key(rule.id) if rule.mode == "shadow" else rule.id,
             include=compile_globs(rule.location.include),
             exclude=compile_globs(rule.location.exclude),
             audience=compile_audience(rule.audience),

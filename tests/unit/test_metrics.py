@@ -149,6 +149,28 @@ def test_the_pipeline_counts_what_it_wrote_once_per_batch() -> None:
     assert value(r, "beckon_journeys") == 2
 
 
+def test_the_pipeline_writes_a_shadow_decision_and_no_invitation() -> None:
+    shadow = CompiledRules.of(load_rules("""
+rules:
+  - {id: trial, mode: shadow, trigger: {dwell_seconds: 2}, message: {text: "Hello"}}
+"""))  # fmt: skip
+    app = StandInApp()
+    pipeline = Pipeline(app, Settings(partitions=4), lambda: shadow,  # type: ignore[arg-type]
+                        wall_ms=lambda: T0 + 3_500)  # fmt: skip
+    asyncio.run(pipeline.handle(batch(click("v1", 1, "page_view", T0))))
+    asyncio.run(pipeline.handle(batch(click("v1", 2, "page_ping", T0 + 3_000))))
+
+    outputs = ("beckon.decisions", "beckon.invitations")
+    written = [(t, orjson.loads(v)) for t, v in app.sent if v and t in outputs]
+    assert [(t, d["rule_id"], d["outcome"], d["reason"]) for t, d in written] == [
+        ("beckon.decisions", "trial", "shadow", None)
+    ]
+    r = pipeline.metrics.registry
+    assert value(r, "beckon_decisions_total", rule="trial", outcome="shadow", reason="") == 1
+    assert value(r, "beckon_invitations_total", rule="trial") is None
+    assert value(r, "beckon_trigger_latency_seconds_count") == 0
+
+
 # --- the consumer lag, the collector, the delivery service --------------------------------
 
 

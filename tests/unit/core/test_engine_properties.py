@@ -18,9 +18,11 @@ from hypothesis import strategies as st
 
 from bench.clickstream import RULES_YAML, generate
 from schemas.events import validate_event
+from schemas.rules import RuleSet
 from streams.backtest import Result, read_events, run
 from streams.core.engine import END, Limits, advance, tick
 from streams.core.journey import Journey
+from streams.core.rules import CompiledRules
 from tests.unit.core.engine_helpers import MINUTE, SITE, T0, check_outputs, rules
 
 RULES = rules(
@@ -129,9 +131,9 @@ def visits(
     return events
 
 
-def backtest(events: list[dict[str, Any]]) -> Result:
+def backtest(events: list[dict[str, Any]], compiled: CompiledRules = RULES) -> Result:
     result = Result()
-    run(read_events([orjson.dumps(e) for e in events], result), RULES, LIMITS, result)
+    run(read_events([orjson.dumps(e) for e in events], result), compiled, LIMITS, result)
     return result
 
 
@@ -165,6 +167,48 @@ def test_input_order_never_changes_backtest_output(
     shuffled = shuffle_but_each_visitors_ties(events, rnd)
 
     assert outputs(backtest(shuffled)) == outputs(backtest(events))
+
+
+# Every rule twice: live, and a shadow copy one priority above it.
+SHADOWED = CompiledRules.of(
+    RuleSet.of(
+        [
+            *(r.rule for r in RULES.rules),
+            *(
+                r.rule.model_copy(
+                    update={"id": "shadow-" + r.id, "mode": "shadow", "priority": r.priority + 1}
+                )
+                for r in RULES.rules
+            ),
+        ]
+    )
+)
+
+
+def _unversioned(result: Result) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    # The rules version names the whole set, so it differs once shadow rules are added.
+    decisions = [
+        {k: v for k, v in d.items() if k != "rules_version"}
+        for d in result.decisions
+        if not d["rule_id"].startswith("shadow-")
+    ]
+    invitations = [
+        {**i, "context": {k: v for k, v in i["context"].items() if k != "rules_version"}}
+        for i in result.invitations
+    ]
+    return decisions, invitations
+
+
+@PROPERTY
+@given(visits())
+def test_shadow_rules_never_change_what_live_rules_do(events: list[dict[str, Any]]) -> None:
+    shadowed = backtest(events, SHADOWED)
+
+    assert _unversioned(shadowed) == _unversioned(backtest(events))
+    assert all(
+        d["outcome"] == "shadow" for d in shadowed.decisions if d["rule_id"].startswith("shadow-")
+    )
+    check_outputs(shadowed.decisions, shadowed.invitations)
 
 
 def test_one_visitors_events_at_one_instant_count_in_file_order() -> None:

@@ -162,6 +162,30 @@ def test_version_is_stable_across_runs() -> None:
     assert load_rules(json.dumps([rule()])).version == "588cc18e5483"
 
 
+def test_versions_of_rules_without_a_mode_stay_as_they_were() -> None:
+    # Literals computed before rules had a mode: adding the field must not change them.
+    assert load_rules(CONTRACT_EXAMPLE).version == "b8473d539160"
+    assert load_rules(json.dumps([rule(mode="live")])).version == "588cc18e5483"
+    assert load_rules(json.dumps([rule(mode="shadow")])).version != "588cc18e5483"
+
+
+def test_mode_is_live_unless_shadow_is_asked_for() -> None:
+    [live] = load_rules(json.dumps([rule()])).rules
+    [shadow] = load_rules(json.dumps([rule(mode="shadow")])).rules
+    assert (live.mode, shadow.mode) == ("live", "shadow")
+    # Left out at its default on the rules topic, so older rules' messages are unchanged.
+    assert "mode" not in orjson.loads(rule_to_json(live))
+    assert orjson.loads(rule_to_json(shadow))["mode"] == "shadow"
+    assert parse_rule_message(rule_to_json(shadow)) == shadow
+
+
+def test_unknown_mode_is_named() -> None:
+    assert the_problem(rule(mode="dry-run")) == (
+        "rules[0] (id=pricing-hesitation).mode",
+        "must be 'live' or 'shadow', got 'dry-run'",
+    )
+
+
 def test_rule_set_updates_by_id() -> None:
     rs = RuleSet.of([Rule.model_validate(rule("a")), Rule.model_validate(rule("b"))])
     replaced = rs.with_rule(Rule.model_validate(rule("a", priority=9)))
