@@ -176,7 +176,7 @@ def _phase(label: str, n: int, seconds: float, timer: GcTimer) -> None:
 
 
 def _counts(result: Result) -> str:
-    outcomes = Counter(d["reason"] or "invited" for d in result.decisions)
+    outcomes = Counter(d["reason"] or d["outcome"] for d in result.decisions)
     reasons = ", ".join(f"{r} {n}" for r, n in outcomes.most_common())
     return (
         f"{result.visitors} visitors, {result.bad_lines} bad lines, "

@@ -222,20 +222,27 @@ class Progress:
 
 
 def summary(result: Result, rules: CompiledRules) -> str:
-    """Per rule: matched, invited, suppressed by reason; then the input's counts."""
+    """Per rule: matched, invited, would have invited (shadow), suppressed (or would have
+    been) by reason; then the input's counts."""
     matched: Counter[str] = Counter()
     invited: Counter[str] = Counter()
+    shadow: Counter[str] = Counter()
     reasons: dict[str, Counter[str]] = {}
     for d in result.decisions:
         matched[d["rule_id"]] += 1
-        if d["outcome"] == "invited":
-            invited[d["rule_id"]] += 1
-        else:
+        if d["reason"] is not None:
             reasons.setdefault(d["rule_id"], Counter())[d["reason"]] += 1
-    rows = [f"{'rule':30} {'matched':>8} {'invited':>8}  suppressed"]
+        elif d["outcome"] == "shadow":
+            shadow[d["rule_id"]] += 1
+        else:
+            invited[d["rule_id"]] += 1
+    rows = [f"{'rule':30} {'matched':>8} {'invited':>8} {'shadow':>8}  suppressed"]
     for rule in rules.rules:
         why = ", ".join(f"{r} {n}" for r, n in sorted(reasons.get(rule.id, Counter()).items()))
-        rows.append(f"{rule.id:30} {matched[rule.id]:8} {invited[rule.id]:8}  {why or '-'}")
+        rows.append(
+            f"{rule.id:30} {matched[rule.id]:8} {invited[rule.id]:8} {shadow[rule.id]:8}"
+            f"  {why or '-'}"
+        )
     rows.append(
         f"{result.events} events, {result.visitors} visitors, {result.bad_lines} bad lines, "
         f"{len(result.invitations)} invitations, rules version {rules.version}"

@@ -6,7 +6,7 @@ from typing import Any
 
 import orjson
 
-from streams.backtest import Result, read_events, run
+from streams.backtest import Result, read_events, run, summary
 from streams.core.engine import Limits
 from tests.unit.core.engine_helpers import OTHER, PAGE, SECOND, SITE, T0, check_outputs, rules
 
@@ -102,3 +102,28 @@ def test_repeated_line_is_a_duplicate_event() -> None:
     run(read_events([line("page_view", T0)] * 2, result), two_pages, Limits(), result)
 
     assert result.decisions == []
+
+
+def test_summary_counts_what_shadow_rules_would_have_done() -> None:
+    both = rules(
+        """
+        rules:
+          - {id: live, trigger: {dwell_seconds: 20}, message: {text: "A"}}
+          - {id: trial, mode: shadow, priority: 9, trigger: {dwell_seconds: 20},
+             message: {text: "B"}}
+          - {id: trial-later, mode: shadow, trigger: {dwell_seconds: 40}, message: {text: "C"}}
+        """
+    )
+    result = Result()
+    run(read_events(LINES, result), both, Limits(), result)
+
+    rows = summary(result, both).splitlines()
+
+    assert rows[0].split() == ["rule", "matched", "invited", "shadow", "suppressed"]
+    # v1 views a second page in the session: per_session for both; the later shadow
+    # rule comes 20 s after the live invitations, within the live min_gap.
+    assert [row.split() for row in rows[1:4]] == [
+        ["trial", "3", "0", "2", "per_session", "1"],
+        ["live", "3", "2", "0", "per_session", "1"],
+        ["trial-later", "2", "0", "0", "min_gap", "2"],
+    ]
