@@ -29,8 +29,8 @@ MAX_DWELL_KEYS: Final = 20_000  # pages x windows held; the oldest windows go fi
 RESPONSE_MARK: Final = b"invitation_response"
 SHOWN, ACCEPTED, DECLINED, DISMISSED = 1, 2, 4, 8
 _FLAG: Final = {"accepted": ACCEPTED, "declined": DECLINED, "dismissed": DISMISSED}
-FUNNEL_KEYS: Final = ("matched", "invited", "holdout", "shown", "accepted", "declined",
-                      "dismissed")  # fmt: skip
+FUNNEL_KEYS: Final = ("matched", "invited", "holdout", "shadow", "shown", "accepted",
+                      "declined", "dismissed")  # fmt: skip
 
 
 class WindowedCounts:
@@ -167,13 +167,18 @@ class Board:
             return  # a copy written again after a worker crash
         rule = d["rule_id"]
         self.funnel.add(at_ms, (rule, "matched"))
-        if d.get("outcome") == "invited":
+        outcome = d.get("outcome")
+        if outcome == "invited":
             self.funnel.add(at_ms, (rule, "invited"))
             self._track(str(d.get("invitation_id")), rule)
+        elif outcome == "shadow" and d.get("reason") is None:
+            self.funnel.add(at_ms, (rule, "shadow"))  # would have invited; nothing was sent
         else:
+            # A shadow rule's would-be reasons count here too, but not as a holdout: the
+            # holdout column is the control group of invitations really sent.
             reason = str(d.get("reason"))
             self.funnel.add(at_ms, (rule, "suppressed:" + reason))
-            if reason == Suppression.HOLDOUT:
+            if reason == Suppression.HOLDOUT and outcome != "shadow":
                 self.funnel.add(at_ms, (rule, "holdout"))
 
     # --- beckon.invitations ------------------------------------------------------------
@@ -300,7 +305,8 @@ class Board:
 
     # --- the page's JSON ----------------------------------------------------------------
     def funnel_rows(self, now_ms: int) -> list[dict[str, Any]]:
-        """Per rule: matched, suppressed by reason, invited, holdout, shown, responses."""
+        """Per rule: matched, suppressed by reason, invited, holdout, shadow (would have
+        invited), shown, responses."""
         rows: dict[str, dict[str, Any]] = {}
         for (rule, metric), n in self.funnel.totals(now_ms).items():
             row = rows.setdefault(rule, {"rule_id": rule, **dict.fromkeys(FUNNEL_KEYS, 0),

@@ -90,7 +90,7 @@ def test_dashboard_page_shows_the_live_funnel(
         pub.publish_many(_answer(i, "declined") for i in ours[5:8])
 
     browser.get(dashboard)
-    expected = ["pricing-dwell", "17", "per_session 4", "13", "0", "11", "6", "3", "54.5%"]
+    expected = ["pricing-dwell", "17", "per_session 4", "13", "0", "0", "11", "6", "3", "54.5%"]
     try:
         WebDriverWait(browser, 40).until(lambda d: _funnel_row(d, "pricing-dwell") == expected)
     except TimeoutException as exc:

@@ -50,8 +50,9 @@ function reasons(suppressed) {
 function funnelCells(r) {
   return [
     cell(r.rule_id), cell(num(r.matched), "num"), reasons(r.suppressed),
-    cell(num(r.invited), "num"), cell(num(r.holdout), "num"), cell(num(r.shown), "num"),
-    cell(num(r.accepted), "num"), cell(num(r.declined), "num"), cell(pct(r.acceptance), "num"),
+    cell(num(r.invited), "num"), cell(num(r.holdout), "num"), cell(num(r.shadow), "num"),
+    cell(num(r.shown), "num"), cell(num(r.accepted), "num"), cell(num(r.declined), "num"),
+    cell(pct(r.acceptance), "num"),
   ];
 }
 

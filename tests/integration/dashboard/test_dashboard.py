@@ -63,7 +63,7 @@ def _funnel(decisions: list[dict[str, Any]]) -> dict[str, tuple[int, int, dict[s
     out: dict[str, tuple[int, int, Counter[str]]] = {}
     for d in decisions:
         matched, invited, reasons = out.get(d["rule_id"], (0, 0, Counter()))
-        if d["outcome"] == "suppressed":
+        if d["reason"] is not None:  # suppressed, or a shadow rule's would-be reason
             reasons[d["reason"]] += 1
         out[d["rule_id"]] = (matched + 1, invited + (d["outcome"] == "invited"), reasons)
     return {rule: (m, i, dict(sorted(r.items()))) for rule, (m, i, r) in out.items()}

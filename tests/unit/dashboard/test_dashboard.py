@@ -54,6 +54,24 @@ def test_funnel_counts_matched_suppressed_by_reason_invited_and_holdout() -> Non
     assert [r["rule_id"] for r in board.summary(T0)["funnel"]] == ["pricing", "cart"]
 
 
+def test_funnel_counts_what_a_shadow_rule_would_have_done() -> None:
+    board = Board(HOUR)
+    for n in range(3):
+        board.decision(T0, _decision("trial", n, "shadow"))
+    board.decision(T0, _decision("trial", 3, "shadow", "per_session"))
+    board.decision(T0, _decision("trial", 4, "shadow", "holdout"))
+    board.decision(T0, _decision("pricing", 5))
+
+    trial = _row(board, "trial")
+    assert (trial["matched"], trial["shadow"], trial["invited"]) == (5, 3, 0)
+    assert trial["suppressed"] == {"holdout": 1, "per_session": 1}
+    # The holdout column is the control group of invitations really sent.
+    assert (trial["holdout"], trial["holdout_share"]) == (0, None)
+    assert _row(board, "pricing")["shadow"] == 0
+    totals = board.summary(T0)["totals"]
+    assert (totals["shadow"], totals["invited"]) == (3, 1)
+
+
 def test_responses_count_once_per_invitation_and_any_response_means_shown() -> None:
     board = Board(HOUR)
     for n in range(4):
