@@ -65,6 +65,26 @@ class WindowedCounts:
         return len(self._buckets)
 
 
+class Funnel:
+    """The per-rule funnel's counts over the lookback and, optionally, a longer one."""
+
+    def __init__(self, lookback_ms: int, long_lookback_ms: int | None) -> None:
+        self.short = WindowedCounts(lookback_ms)
+        self.long = WindowedCounts(long_lookback_ms) if long_lookback_ms else None
+
+    def add(self, at_ms: int, key: tuple[str, str], n: int = 1) -> None:
+        self.short.add(at_ms, key, n)
+        if self.long is not None:
+            self.long.add(at_ms, key, n)
+
+    def totals(self, now_ms: int, *, long: bool = False) -> Counter[tuple[str, str]]:
+        counts = self.long if long and self.long is not None else self.short
+        return counts.totals(now_ms)
+
+    def __len__(self) -> int:
+        return len(self.short)
+
+
 def rate(samples: Iterable[tuple[int, int]]) -> list[float]:
     """Per-second rates between consecutive (instant ms, end offset total) samples."""
     out, previous = [], None
@@ -138,10 +158,13 @@ class Board:
         samples: int = 60,
         dwell_windows: int = 5,
         top_pages: int = 10,
+        long_lookback_ms: int | None = None,
     ) -> None:
         self.lookback_ms = lookback_ms
         self.remembered = remembered
-        self.funnel = WindowedCounts(lookback_ms)  # (rule_id, metric) -> n
+        self.long_lookback_ms = long_lookback_ms
+        # (rule_id, metric) -> n, over the lookback and, for the console, a longer one
+        self.funnel = Funnel(lookback_ms, long_lookback_ms)
         self.dlq = WindowedCounts(lookback_ms)  # ("dlq", reason) -> n
         self.decisions_seen = SeenIds(remembered)
         self.invitations_seen = SeenIds(remembered)
@@ -304,11 +327,11 @@ class Board:
         self.lag = rows
 
     # --- the page's JSON ----------------------------------------------------------------
-    def funnel_rows(self, now_ms: int) -> list[dict[str, Any]]:
+    def funnel_rows(self, now_ms: int, *, long: bool = False) -> list[dict[str, Any]]:
         """Per rule: matched, suppressed by reason, invited, holdout, shadow (would have
-        invited), shown, responses."""
+        invited), shown, responses (``long``: over the long lookback, if the board has one)."""
         rows: dict[str, dict[str, Any]] = {}
-        for (rule, metric), n in self.funnel.totals(now_ms).items():
+        for (rule, metric), n in self.funnel.totals(now_ms, long=long).items():
             row = rows.setdefault(rule, {"rule_id": rule, **dict.fromkeys(FUNNEL_KEYS, 0),
                                          "suppressed": {}})  # fmt: skip
             if metric.startswith("suppressed:"):

@@ -236,3 +236,20 @@ def test_why_names_the_facts_an_invitation_fired_on() -> None:
     board.invitation(T0, _invitation("pricing", 1, dwell_seconds=20))
     [latest] = board.summary(T0)["latest_invitations"]
     assert latest["why"] == "dwell 20 s" and latest["url"] == "https://shop.example/pricing"
+
+
+def test_a_long_funnel_keeps_what_the_hour_has_forgotten() -> None:
+    """The console's funnel (24 h) beside the dashboard's (1 h), from the same records."""
+    board = Board(HOUR, long_lookback_ms=24 * HOUR)
+    board.decision(T0, _decision("pricing", 1))
+    board.decision(T0 + 5 * HOUR, _decision("pricing", 2, "suppressed", "per_session"))
+    now = T0 + 5 * HOUR
+    (short,) = board.funnel_rows(now)
+    (long,) = board.funnel_rows(now, long=True)
+    assert (short["matched"], short["invited"], short["suppressed"]) == (1, 0, {"per_session": 1})
+    assert (long["matched"], long["invited"], long["suppressed"]) == (2, 1, {"per_session": 1})
+    assert board.funnel_rows(T0 + 30 * HOUR, long=True) == []
+    # Without a long lookback, the long funnel is the short one.
+    plain = Board(HOUR)
+    plain.decision(T0, _decision("pricing", 1))
+    assert plain.funnel_rows(T0, long=True) == plain.funnel_rows(T0)
