@@ -1,0 +1,131 @@
+"""The preview's answer, shaped from two backtest results: per rule id, what each rule
+set did (invitations, suppressed by reason, shadow decisions, visitors invited), the
+difference, and a sample of the draft's decisions with why each fired.
+
+Pure: plain values in, JSON-able values out (docs/console.md, "Preview").
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from schemas.rules import Rule
+from streams.backtest import Result
+from streams.core.rules import CompiledRules
+from streams.dashboard.board import why
+
+
+def figures(result: Result) -> dict[str, dict[str, Any]]:
+    """Per rule id: invitations, suppressed by reason, shadow decisions, visitors invited."""
+    out: dict[str, dict[str, Any]] = {}
+    invited: dict[str, set[str]] = {}
+    for decision in result.decisions:
+        rule_id, outcome = decision["rule_id"], decision["outcome"]
+        counts = out.get(rule_id)
+        if counts is None:
+            counts = out[rule_id] = _zero()
+            invited[rule_id] = set()
+        if outcome == "invited":
+            counts["invitations"] += 1
+            invited[rule_id].add(decision["visitor_id"])
+        elif outcome == "shadow":
+            counts["shadow"] += 1
+        else:
+            reason = str(decision["reason"] or outcome)
+            counts["suppressed"][reason] = counts["suppressed"].get(reason, 0) + 1
+    for rule_id, counts in out.items():
+        counts["visitors"] = len(invited[rule_id])
+        counts["suppressed"] = dict(sorted(counts["suppressed"].items()))
+    return out
+
+
+def _zero() -> dict[str, Any]:
+    return {"invitations": 0, "suppressed": {}, "shadow": 0, "visitors": 0}
+
+
+def rows(
+    draft: CompiledRules,
+    in_force: CompiledRules,
+    ours: Result,
+    theirs: dict[str, dict[str, Any]],
+    sample_size: int,
+) -> list[dict[str, Any]]:
+    """One row per rule id of either set: the draft's in priority order, then the rest."""
+    mine = figures(ours)
+    samples = _samples(ours, draft, sample_size)
+    ids = [rule.id for rule in draft.rules]
+    ids += [rule.id for rule in in_force.rules if rule.id not in draft.by_id]
+    sets = (("draft", draft), ("in_force", in_force))
+    rows = []
+    for rule_id in ids:
+        a, b = mine.get(rule_id, _zero()), theirs.get(rule_id, _zero())
+        rows.append(
+            {
+                "rule_id": rule_id,
+                "in": [name for name, rules in sets if rule_id in rules.by_id],
+                "draft": a,
+                "in_force": b,
+                "difference": {
+                    "invitations": a["invitations"] - b["invitations"],
+                    "visitors": a["visitors"] - b["visitors"],
+                },
+                "sample": samples.get(rule_id, []),
+            }
+        )
+    return rows
+
+
+def _samples(result: Result, rules: CompiledRules, size: int) -> dict[str, list[dict[str, Any]]]:
+    """The first ``size`` decisions of each rule, in time order, each with its why."""
+    out: dict[str, list[dict[str, Any]]] = {}
+    for decision in result.decisions:
+        taken = out.setdefault(decision["rule_id"], [])
+        if len(taken) < size:
+            taken.append(decision)
+    sampled = {d["invitation_id"] for taken in out.values() for d in taken}
+    contexts = {
+        invitation["invitation_id"]: invitation["context"]
+        for invitation in result.invitations
+        if invitation["invitation_id"] in sampled
+    }
+    words = {rule.id: trigger_words(rule.rule) for rule in rules.rules}
+    return {
+        rule_id: [
+            {
+                "visitor_id": d["visitor_id"],
+                "triggered_at": d["triggered_at"],
+                "outcome": d["outcome"],
+                "reason": None if d["reason"] is None else str(d["reason"]),
+                "why": (
+                    why(contexts[d["invitation_id"]])
+                    if d["invitation_id"] in contexts
+                    else words.get(rule_id, "")
+                ),
+            }
+            for d in decisions
+        ]
+        for rule_id, decisions in out.items()
+    }
+
+
+def trigger_words(rule: Rule) -> str:
+    """A rule's trigger and pages in words: ``dwell 30 s on */pricing``."""
+    trigger = rule.trigger
+    parts = []
+    if trigger.dwell_seconds is not None:
+        parts.append(f"dwell {trigger.dwell_seconds} s")
+    if trigger.session_seconds is not None:
+        parts.append(f"session {trigger.session_seconds} s")
+    if trigger.pages_in_session is not None:
+        n = trigger.pages_in_session
+        parts.append(f"{n} page{'s' if n != 1 else ''}")
+    if trigger.journey is not None:
+        parts.append("journey " + " → ".join(trigger.journey))
+    if trigger.scroll_pct is not None:
+        parts.append(f"scroll {trigger.scroll_pct:g}%")
+    if trigger.event is not None:
+        parts.append(f"event {trigger.event}")
+    text = " · ".join(parts)
+    if rule.location.include:
+        text += " on " + ", ".join(rule.location.include)
+    return text

@@ -1,0 +1,357 @@
+"""The console's preview: a draft and the rules in force, side by side, over the same events.
+
+``run_preview`` is ``beckon backtest`` run twice over one input: the events are parsed
+once, ordered by event time (ties by input order), and fed to one ``streams.backtest``
+driver per rule set, so each set's figures are exactly what ``beckon backtest`` gives
+for it. ``read_recent`` reads that input back from the clickstream topic.
+
+Speed (docs/performance.md, "Console preview"): parsing is about 45% of a backtest, so it
+is done once; then, where ``os.fork`` exists, a child process runs the set in force on
+the parsed events (inherited, not copied) while this process runs the draft, and sends
+back only its per-rule figures. Two rule sets then take about as long as one backtest.
+
+Errors (under ``schemas.errors.BeckonError``):
+
+    PreviewCancelled    ``cancelled()`` said so; raised within about 20,000 events
+    PreviewFailed       the child running the set in force died or raised
+    BrokerError         read_recent: the broker or the topic could not be read
+"""
+
+from __future__ import annotations
+
+import contextlib
+import gc
+import os
+import select
+import signal
+import time
+from collections.abc import Callable, Iterable, Sequence
+from operator import itemgetter
+from typing import Any, Final
+
+import orjson
+
+from schemas.errors import BeckonError, BrokerError
+from schemas.events import ClickEvent
+from streams.backtest import Result, _Driver, _parse_line
+from streams.clock import now_ms
+from streams.console.figures import figures, rows
+from streams.core.engine import Limits
+from streams.core.rules import CompiledRules
+from streams.settings import Settings
+
+Progress = Callable[[int, int], None]  # (done, total)
+Cancelled = Callable[[], bool]
+
+CHECK_EVERY: Final = 20_000  # lines or events between progress reports and cancel checks
+MAX_BAD_EXAMPLES: Final = 5  # bad lines quoted in the answer; all are counted
+_POLL_S: Final = 0.1  # how often cancellation is checked while waiting for the child
+
+
+class PreviewCancelled(BeckonError):
+    """The preview was cancelled (``cancelled()`` returned True) before it finished."""
+
+
+class PreviewFailed(BeckonError):
+    """The process running the rules in force failed; the message says how."""
+
+
+Event = tuple[int, int, ClickEvent]  # (ts, line number, event), as streams.backtest has them
+
+
+def run_preview(
+    lines: Iterable[bytes],
+    draft: CompiledRules,
+    in_force: CompiledRules,
+    limits: Limits,
+    *,
+    progress: Progress | None = None,
+    cancelled: Cancelled | None = None,
+    sample_size: int = 5,
+    processes: int = 2,
+) -> dict[str, Any]:
+    """Run ``draft`` and ``in_force`` over the JSON lines ``lines`` (events in any order).
+
+    Returns the answer of ``POST /api/rules/preview`` (docs/console.md, "Preview").
+    ``progress(done, total)`` is called every ``CHECK_EVERY`` lines parsed and events run:
+    ``total`` is twice the number of lines (parsing, then the engines). ``processes=1``
+    runs both sets in this process, one after the other.
+
+    The cyclic garbage collector is off during the run, as in ``beckon backtest``:
+    events and journeys hold no cycles, and it would only rescan millions of objects.
+    """
+    started = time.perf_counter()
+    steps = _Steps(progress, cancelled)
+    collecting = gc.isenabled()
+    gc.disable()
+    try:
+        lines = lines if isinstance(lines, Sequence) else list(lines)
+        steps.total = 2 * len(lines)
+        parsed = Result()
+        events = _parse(lines, parsed, steps)
+        visitors = len({event.visitor_id for _, _, event in events})
+        n = len(lines)
+        if processes > 1 and hasattr(os, "fork") and events:
+            child = _Child.start(events, in_force, limits)
+            try:
+                draft_result = _drive(events, draft, limits, steps.share(n, n, len(events)))
+                theirs = child.figures(steps)
+            finally:
+                child.stop()
+        else:
+            half = n // 2
+            draft_result = _drive(events, draft, limits, steps.share(n, half, len(events)))
+            report = steps.share(n + half, n - half, len(events))
+            theirs = figures(_drive(events, in_force, limits, report))
+        answer = {
+            "events": len(events),
+            "visitors": visitors,
+            "bad_lines": parsed.bad_lines,
+            "bad_examples": parsed.bad_examples[:MAX_BAD_EXAMPLES],
+            "seconds": 0.0,
+            "draft": {"version": draft.version},
+            "in_force": {"version": in_force.version},
+            "rules": rows(draft, in_force, draft_result, theirs, sample_size),
+        }
+        steps.finish()
+        answer["seconds"] = round(time.perf_counter() - started, 2)
+        return answer
+    finally:
+        if collecting:
+            gc.enable()
+
+
+class _Steps:
+    """Progress and cancellation, in steps: each line parsed is one, and the engine phase
+    counts as many again, whatever the number of valid events and of processes."""
+
+    def __init__(self, progress: Progress | None, cancelled: Cancelled | None) -> None:
+        self.progress, self.cancelled = progress, cancelled
+        self.total = 0
+
+    def check(self) -> None:
+        if self.cancelled is not None and self.cancelled():
+            raise PreviewCancelled("the preview was cancelled")
+
+    def at(self, done: int) -> None:
+        self.check()
+        if self.progress is not None:
+            self.progress(min(done, self.total - 1), self.total)
+
+    def share(self, start: int, steps: int, events: int) -> Callable[[int], None]:
+        """A report for a run over ``events`` that covers ``steps`` steps from ``start``."""
+        scale = steps / max(events, 1)
+        return lambda done: self.at(start + int(done * scale))
+
+    def finish(self) -> None:
+        if self.progress is not None:
+            self.progress(self.total, self.total)
+
+
+def _parse(lines: Sequence[bytes], result: Result, steps: _Steps) -> list[Event]:
+    """Each line parsed once; the valid events in the engine's order: time, then line."""
+    events: list[Event] = []
+    append = events.append
+    for start in range(0, len(lines), CHECK_EVERY):
+        steps.at(start)
+        for number, line in enumerate(lines[start : start + CHECK_EVERY], start + 1):
+            event = _parse_line(number, line, result)
+            if event is not None:
+                append((event.ts, number, event))
+    events.sort(key=itemgetter(0, 1))
+    return events
+
+
+def _drive(
+    events: list[Event],
+    rules: CompiledRules,
+    limits: Limits,
+    report: Callable[[int], None] | None,
+) -> Result:
+    """What ``streams.backtest.run`` does, over events already in order."""
+    driver = _Driver(rules, limits, Result())
+    feed = driver.feed
+    for start in range(0, len(events), CHECK_EVERY):
+        if report is not None:
+            report(start)
+        for _, _, event in events[start : start + CHECK_EVERY]:
+            feed(event)
+    return driver.finish(len(events))
+
+
+class _Child:
+    """A forked process running one rule set over the parent's parsed events (inherited
+    copy-on-write), sending back only its ``figures`` as JSON through a pipe."""
+
+    def __init__(self, pid: int, fd: int) -> None:
+        self.pid, self.fd = pid, fd
+        self.exited = False
+
+    @classmethod
+    def start(cls, events: list[Event], rules: CompiledRules, limits: Limits) -> _Child:
+        read_fd, write_fd = os.pipe()
+        pid = os.fork()
+        if pid == 0:  # the child: never returns, never runs the parent's exit handlers
+            code = 1
+            try:
+                os.close(read_fd)
+                try:
+                    payload = orjson.dumps(
+                        {"figures": figures(_drive(events, rules, limits, None))}
+                    )
+                    code = 0
+                except BaseException as exc:  # reported to the parent
+                    payload = orjson.dumps({"error": f"{type(exc).__name__}: {exc}"})
+                with os.fdopen(write_fd, "wb") as out:
+                    out.write(payload)
+            finally:
+                os._exit(code)
+        os.close(write_fd)
+        return cls(pid, read_fd)
+
+    def figures(self, steps: _Steps) -> dict[str, dict[str, Any]]:
+        """Wait for the child's figures, checking for cancellation meanwhile."""
+        chunks = []
+        while True:
+            ready, _, _ = select.select([self.fd], [], [], _POLL_S)
+            if not ready:
+                steps.check()  # may raise PreviewCancelled; stop() then kills the child
+                continue
+            chunk = os.read(self.fd, 1 << 16)
+            if not chunk:
+                break
+            chunks.append(chunk)
+        _, status = os.waitpid(self.pid, 0)
+        self.exited = True
+        try:
+            answer = orjson.loads(b"".join(chunks))
+        except orjson.JSONDecodeError:
+            answer = {"error": f"it ended with status {status} and no answer"}
+        if "figures" not in answer:
+            raise PreviewFailed(f"the preview of the rules in force failed: {answer['error']}")
+        figures_: dict[str, dict[str, Any]] = answer["figures"]
+        return figures_
+
+    def stop(self) -> None:
+        """Kill the child unless it has ended (a cancelled or failed run); close the pipe."""
+        if not self.exited:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(self.pid, signal.SIGKILL)
+            os.waitpid(self.pid, 0)
+            self.exited = True
+        os.close(self.fd)
+
+
+def read_recent(
+    settings: Settings,
+    hours: float,
+    max_events: int,
+    *,
+    progress: Progress | None = None,
+    cancelled: Cancelled | None = None,
+    now: int | None = None,
+    idle_timeout_s: float = 10.0,
+) -> list[bytes]:
+    """The raw values of ``settings.topic_clickstream`` recorded since ``now`` − ``hours``
+    (``now`` defaults to the wall clock), up to the end offsets at call time.
+
+    Every partition is read from ``offsets_for_times`` at that instant. When the span
+    holds more than ``max_events`` offsets, each partition gives its newest records, in
+    proportion to its share of the span, so the answer is the newest ``max_events`` and
+    no partition's traffic is cut short of the others'. Offsets also count transaction
+    markers and tombstones (skipped), so the answer can hold a little fewer. Records
+    come partition by partition: ``run_preview`` orders them by event time.
+
+    ``progress(done, total)`` counts offsets read of those planned. ``BrokerError`` when
+    the broker cannot be reached, the topic does not exist, or no record comes for
+    ``idle_timeout_s`` while some are still due.
+    """
+    from kafka import KafkaConsumer, TopicPartition
+    from kafka.errors import KafkaError
+
+    topic = settings.topic_clickstream
+    since = (now_ms() if now is None else now) - round(hours * 3_600_000)
+    steps = _Steps(progress, cancelled)
+    try:
+        consumer = KafkaConsumer(
+            **settings.kafka_python_config(),
+            group_id=None,
+            enable_auto_commit=False,
+            isolation_level="read_committed",
+            client_id="beckon-console-preview",
+            max_partition_fetch_bytes=8 * 1024 * 1024,
+            fetch_max_bytes=64 * 1024 * 1024,
+        )
+    except (KafkaError, OSError) as exc:
+        raise BrokerError(f"cannot reach Kafka at {settings.bootstrap}: {exc}") from exc
+    try:
+        tps = [TopicPartition(topic, p) for p in sorted(_partitions(consumer, topic))]
+        ends = consumer.end_offsets(tps)
+        found = consumer.offsets_for_times(dict.fromkeys(tps, max(since, 0)))
+        starts = {tp: ends[tp] if found[tp] is None else found[tp].offset for tp in tps}
+        starts = _newest(starts, ends, max_events)
+        consumer.assign(tps)
+        for tp in tps:
+            consumer.seek(tp, starts[tp])
+        steps.total = max(sum(ends[tp] - starts[tp] for tp in tps), 1)
+        return _read_until(consumer, starts, ends, steps, idle_timeout_s)
+    except KafkaError as exc:
+        raise BrokerError(f"reading the topic {topic!r} failed: {exc}") from exc
+    finally:
+        consumer.close()
+
+
+def _partitions(consumer: Any, topic: str) -> set[int]:
+    deadline = time.monotonic() + 10
+    while not (partitions := consumer.partitions_for_topic(topic)):
+        if time.monotonic() > deadline:
+            raise BrokerError(
+                f"the topic {topic!r} (BECKON_TOPIC_CLICKSTREAM) does not exist; "
+                "`beckon topics create` creates it"
+            )
+        time.sleep(0.2)
+    return set(partitions)
+
+
+def _newest(starts: dict[Any, int], ends: dict[Any, int], most: int) -> dict[Any, int]:
+    """Later starts when the span is over ``most`` offsets: each partition keeps its
+    newest, in proportion to its share (rounded down, so never more than ``most``)."""
+    span = sum(ends[tp] - starts[tp] for tp in starts)
+    if span <= most:
+        return starts
+    return {tp: ends[tp] - (ends[tp] - start) * most // span for tp, start in starts.items()}
+
+
+def _read_until(
+    consumer: Any,
+    starts: dict[Any, int],
+    ends: dict[Any, int],
+    steps: _Steps,
+    idle_timeout_s: float,
+) -> list[bytes]:
+    """Poll until every partition's position reaches its end offset (read_committed:
+    positions pass transaction markers, so positions are compared, not records)."""
+    out: list[bytes] = []
+    pending = {tp for tp in starts if starts[tp] < ends[tp]}
+    consumer.pause(*(set(starts) - pending))
+    last = time.monotonic()
+    while pending:
+        steps.at(sum(consumer.position(tp) - starts[tp] for tp in starts))
+        batches = consumer.poll(timeout_ms=200, max_records=50_000)
+        if batches:
+            last = time.monotonic()
+        elif time.monotonic() - last > idle_timeout_s:
+            raise BrokerError(
+                f"no record came from {sorted(tp.partition for tp in pending)} of the "
+                f"topic for {idle_timeout_s:g} s, though their end offsets are further on"
+            )
+        for tp, records in batches.items():
+            end = ends[tp]
+            # Records appended after the call are left out; tombstones carry no event.
+            out += [r.value for r in records if r.offset < end and r.value is not None]
+        done = {tp for tp in pending if consumer.position(tp) >= ends[tp]}
+        if done:
+            consumer.pause(*done)
+            pending -= done
+    steps.finish()
+    return out
