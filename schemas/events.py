@@ -64,6 +64,8 @@ Url = Annotated[str, StringConstraints(min_length=1, max_length=8192)]
 Text = Annotated[str, StringConstraints(max_length=8192)]  # referrer is "" without one
 Scalar = str | int | float | bool | None
 Percent = Annotated[float, Field(ge=0, le=100)]
+MAX_PRESENCE_S: Final = 3600
+PresenceS = Annotated[int, Field(ge=1, le=MAX_PRESENCE_S)]
 
 
 class _Event(BaseModel):
@@ -81,6 +83,13 @@ class _Event(BaseModel):
     user_agent: Text | None = None
     attributes: dict[Annotated[str, StringConstraints(min_length=1, max_length=200)], Scalar] = (
         Field(default_factory=dict)
+    )
+    # Beckon's addition, for trackers that fall silent while the page is visible.
+    presence_s: PresenceS | None = Field(
+        None,
+        description="How long each event keeps the visitor present, in seconds, from this "
+        "event until another event or a new session sets it (default: the engine's "
+        "presence timeout).",
     )
 
 

@@ -9,10 +9,10 @@ and window. Everything is attributed to the window in which it happened:
 - ``page_views``: page views that started in the window;
 - ``visitors``: distinct visitors with a page view of the page in the window;
 - ``dwell_ms``: the time visitors were present on the page during the window, as the
-  engine judges presence (the latest event no older than the presence timeout, no
-  ``page_leave`` since the page view). An interval is counted when the event that ends
-  it arrives, so a visitor's last seconds on a page without a ``page_leave`` are counted
-  at their next event;
+  engine judges presence (the latest event no older than the presence timeout, or the
+  window the visitor's events set with ``presence_s``; no ``page_leave`` since the page
+  view). An interval is counted when the event that ends it arrives, so a visitor's last
+  seconds on a page without a ``page_leave`` are counted at their next event;
 - ``ended`` and ``histogram``: page views that ended in the window (next ``page_view``,
   ``page_leave`` or a new session) and their whole dwell, in buckets of one second below
   100 s and of two significant digits above; ``typical_dwell_ms`` is their median.
@@ -69,7 +69,7 @@ def observe(
     if path is not None and not journey.left and journey.last_seen >= 0:
         # Present on the page from the latest event until t, or until presence lapsed.
         start = journey.last_seen
-        end = min(t, start + presence_ms)
+        end = min(t, start + journey.presence(presence_ms))
         if end > start:
             journey.engaged += end - start
             _split(out, journey.site_id, path, start, end, window_ms)

@@ -72,6 +72,7 @@ class Journey:
         "path",
         "pending",
         "pending_version",
+        "presence_ms",
         "recent",
         "scroll",
         "seen_ids",
@@ -92,6 +93,9 @@ class Journey:
         self.site_id = site_id
         self.clock = -1  # latest event time applied (epoch ms)
         self.last_seen = -1  # time of the latest event, for presence
+        # how long each event keeps the visitor present: the session's latest presence_s,
+        # or -1 for the engine's presence timeout (journeys saved before it have none)
+        self.presence_ms = -1
         self.seen_ids: dict[str, None] = {}  # insertion-ordered, bounded
         # session
         self.session_id: str | None = None
@@ -140,11 +144,17 @@ class Journey:
         # Derived values are facts Beckon computed; a visitor cannot overwrite them.
         return {**self.attributes, **derived}
 
+    def presence(self, default_ms: int) -> int:
+        """How long the latest event keeps the visitor present: the window its events
+        set (``presence_s``), else ``default_ms``, the engine's presence timeout."""
+        return self.presence_ms if self.presence_ms >= 0 else default_ms
+
     def present_until(self, presence_ms: int) -> int:
-        """The last instant at which the visitor counts as present, or -1 when absent."""
+        """The last instant at which the visitor counts as present, or -1 when absent;
+        ``presence_ms`` is the engine's timeout, for a visitor that set no window."""
         if self.path is None or self.left or self.last_seen < 0:
             return -1
-        return self.last_seen + presence_ms
+        return self.last_seen + (self.presence_ms if self.presence_ms >= 0 else presence_ms)
 
     # --- storage ----------------------------------------------------------------------
     def to_dict(self) -> dict[str, Any]:
@@ -212,6 +222,7 @@ def new_session(journey: Journey, event: ClickEvent, t: int) -> None:
     journey.fired = []
     journey.sent_session = {}
     journey.pending = []
+    journey.presence_ms = -1  # a window lasts a session: a site may change its policy
 
 
 def _set_device(journey: Journey, user_agent: str) -> bool:
@@ -251,6 +262,10 @@ def apply(journey: Journey, event: ClickEvent, t: int) -> bool:
     """
     journey.clock = t
     journey.last_seen = t
+    if event.presence_s is not None:
+        # Kept for the events that come without one (the widget's answers, a server's
+        # identify), so they do not cut a silent tracker's window short.
+        journey.presence_ms = event.presence_s * 1000
     changed = False
     if event.attributes:
         journey.attributes.update(event.attributes)

@@ -126,6 +126,10 @@ def visits(
         session = draw(st.sampled_from([None, None, None, "s1", "s2"]))
         if session is not None:
             data["session_id"] = session
+        # Now and then a presence window, as the collector stamps for silent trackers.
+        presence = draw(st.sampled_from([None, None, None, None, 10, 60, 600]))
+        if presence is not None:
+            data["presence_s"] = presence
         validate_event(data)  # the strategy only makes valid events
         events.append(data)
     return events

@@ -175,6 +175,31 @@ def test_scroll_pct_is_not_coerced(pct: Any) -> None:
     assert fields_of(event("scroll", scroll_pct=pct)) == ["scroll_pct"]
 
 
+@pytest.mark.parametrize("type_", EVENT_TYPES)
+def test_every_type_may_carry_presence_s(type_: str) -> None:
+    ev = parse_event(orjson.dumps(event(type_, presence_s=600)))
+    assert ev.presence_s == 600
+    assert parse_event(event_to_json(ev)) == ev
+
+
+def test_an_event_without_presence_s_is_written_without_it() -> None:
+    assert b"presence_s" not in event_to_json(parse_event(orjson.dumps(event("page_ping"))))
+
+
+@pytest.mark.parametrize(
+    ("value", "message"),
+    [
+        (0, "must be at least 1, got 0"),
+        (3601, "must be at most 3600, got 3601"),
+        (45.5, "must be an integer, got a number 45.5"),
+        ("45", "must be an integer, got a string '45'"),
+        (True, "must be an integer, got a boolean true"),
+    ],
+)
+def test_a_bad_presence_s_names_the_field_and_what_is_accepted(value: Any, message: str) -> None:
+    assert problems_of(event("page_ping", presence_s=value)) == [("presence_s", message)]
+
+
 def test_custom_without_name_names_the_field() -> None:
     data = event("custom")
     del data["name"]
