@@ -150,18 +150,18 @@ class Collector:
     # --- endpoints ----------------------------------------------------------------------
 
     async def beckon(self, request: web.Request) -> web.StreamResponse:
-        batch = from_beckon(await _json(request), self._received(request))
+        batch = from_beckon(await _json(request), self._received(request, "beckon"))
         key = request.headers.get(KEY_HEADER) or request.query.get("key")
         await self._admit(request, batch, key=key, check_key=True, protocol="beckon")
         return web.json_response({"accepted": len(batch.events)}, headers=_NO_STORE)
 
     async def snowplow(self, request: web.Request) -> web.StreamResponse:
-        batch = from_snowplow_post(await _json(request), self._received(request))
+        batch = from_snowplow_post(await _json(request), self._received(request, "snowplow"))
         await self._admit(request, batch, key=None, check_key=False, protocol="snowplow")
         return web.Response(text="ok", headers=_NO_STORE)
 
     async def pixel(self, request: web.Request) -> web.StreamResponse:
-        batch = from_snowplow_get(request.query, self._received(request))
+        batch = from_snowplow_get(request.query, self._received(request, "snowplow"))
         await self._admit(request, batch, key=None, check_key=False, protocol="snowplow")
         return web.Response(body=PIXEL, content_type="image/gif", headers=_NO_STORE)
 
@@ -174,7 +174,8 @@ class Collector:
         if site is None:
             raise Refused(403, "Authorization", "unknown write key")
         kind = request.path.rsplit("/", 1)[1]
-        batch = from_segment(body, None if kind == "batch" else kind, site, self._received(request))
+        received = self._received(request, "segment")
+        batch = from_segment(body, None if kind == "batch" else kind, site, received)
         await self._admit(request, batch, key=key, check_key=True, protocol="segment")
         ok = {"success": True, "accepted": len(batch.events), "ignored": batch.ignored}
         return web.json_response(ok, headers=_NO_STORE)
@@ -194,7 +195,7 @@ class Collector:
 
     # --- the steps of a request ---------------------------------------------------------
 
-    def _received(self, request: web.Request) -> Received:
+    def _received(self, request: web.Request, protocol: str) -> Received:
         s = self.settings
         sent = request.headers.get(SENT_HEADER)
         if sent is not None and not (sent.isascii() and sent.isdigit() and len(sent) < 16):
@@ -209,6 +210,7 @@ class Collector:
             sent_ms=int(sent) if sent else None,
             network_id=request.cookies.get("sp") or None,
             max_skew_ms=int(s.collector_clock_skew_s * 1000),
+            presence_s=self.sites.presence_s(protocol),
         )
 
     async def _admit(

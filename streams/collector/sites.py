@@ -8,6 +8,7 @@ The sites file (``BECKON_COLLECTOR_SITES``, YAML or JSON)::
         keys: ["pk_shop_3f9a"]                # Beckon key header / Segment write key
         rate_per_s: 200                       # events per second, token bucket ...
         burst: 1000                           # ... holding this many at most
+        presence_s: {snowplow: 600}           # how long an event keeps a visitor present
 
 Without a file (development) every site and every origin is accepted and nothing is
 limited. Time comes in as an argument (``now``, monotonic seconds), never read here.
@@ -20,7 +21,7 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, Final
+from typing import Annotated, Final, Literal
 
 import yaml
 from pydantic import (
@@ -35,6 +36,7 @@ from pydantic import (
 
 from schemas import _problems
 from schemas.errors import ConfigError
+from schemas.events import PresenceS
 
 _ORIGIN: Final = re.compile(
     r"\*|https?://(\*\.)?([a-z0-9-]+(\.[a-z0-9-]+)*|\[[0-9a-f:.]+\])(:\d{1,5})?"
@@ -42,6 +44,7 @@ _ORIGIN: Final = re.compile(
 _SETTING: Final = "BECKON_COLLECTOR_SITES (--collector-sites)"
 
 Key = Annotated[str, StringConstraints(min_length=8, max_length=200)]
+Protocol = Literal["beckon", "snowplow", "segment"]
 
 
 class SiteConfig(BaseModel):
@@ -53,6 +56,9 @@ class SiteConfig(BaseModel):
     keys: tuple[Key, ...] = Field((), repr=False)
     rate_per_s: float | None = Field(None, gt=0)
     burst: int | None = Field(None, ge=1)
+    # The events' presence_s by protocol, for trackers that do not ping while the page
+    # is visible (docs/collector.md, "Presence"); none: the engine's presence timeout.
+    presence_s: dict[Protocol, PresenceS] = Field(default_factory=dict)
 
     @field_validator("origins")
     @classmethod
@@ -100,6 +106,10 @@ class Sites:
     def __init__(self, config: Mapping[str, SiteConfig] | None) -> None:
         self.config = dict(config) if config is not None else None
         self._by_key = {key: site for site, c in (config or {}).items() for key in c.keys}
+        self._presence: dict[str, dict[str, int]] = {}
+        for site, c in (config or {}).items():
+            for protocol, seconds in c.presence_s.items():
+                self._presence.setdefault(protocol, {})[site] = seconds
         self._buckets: dict[str, TokenBucket] = {}
 
     @classmethod
@@ -127,6 +137,11 @@ class Sites:
     def site_of_key(self, key: str) -> str | None:
         """The site a key (e.g. a Segment write key) belongs to; in development, the key."""
         return key if self.config is None else self._by_key.get(key)
+
+    def presence_s(self, protocol: str) -> Mapping[str, int]:
+        """site -> the ``presence_s`` its events of ``protocol`` get (sites without one
+        are left out; in development, none)."""
+        return self._presence.get(protocol, {})
 
     def origin_allowed(self, origin: str, site: str | None = None) -> bool:
         """Whether a browser origin may post for ``site`` (for any site when None)."""

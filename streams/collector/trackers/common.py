@@ -1,9 +1,9 @@
 """What every tracker mapping shares: the request's facts, clock correction, validation.
 
 ``finish`` fills what the request tells about the visitor (user agent, language,
-country) and corrects a client clock that is off; ``collect`` validates the mapped fields
-with :func:`schemas.events.validate_event` and renames the fields at fault back to the
-tracker's own names.
+country) and the site's presence window, and corrects a client clock that is off;
+``collect`` validates the mapped fields with :func:`schemas.events.validate_event` and
+renames the fields at fault back to the tracker's own names.
 """
 
 from __future__ import annotations
@@ -41,6 +41,8 @@ class Received:
     sent_ms: int | None = None  # the client's send time (Beckon: the Beckon-Sent-At header)
     network_id: str | None = None  # Snowplow's network user id cookie (sp)
     max_skew_ms: int = 300_000
+    # site -> presence_s for this request's protocol, from the sites file
+    presence_s: Mapping[str, int] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)
@@ -130,9 +132,15 @@ def finish(
     own_language: str | None = None,
     fix_clock: bool = True,
 ) -> None:
-    """Fill what the request tells about the visitor; correct a clock that is off."""
+    """Fill what the request tells about the visitor and the site's presence window (an
+    event's own ``presence_s`` wins); correct a clock that is off."""
     if fields.get("user_agent") is None and received.user_agent:
         fields["user_agent"] = received.user_agent[:_UA_MAX]
+    site = fields.get("site_id")
+    if received.presence_s and isinstance(site, str) and fields.get("presence_s") is None:
+        presence = received.presence_s.get(site)
+        if presence is not None:
+            fields["presence_s"] = presence
     attributes = fields.get("attributes")
     if attributes is not None and not isinstance(attributes, dict):
         return  # not an object: validation names it

@@ -399,6 +399,8 @@ SHOP = SiteConfig(
     burst=20,
 )
 
+STILL = SiteConfig(presence_s={"snowplow": 600, "segment": 120})
+
 
 def test_site_keys_and_origins() -> None:
     sites = Sites({"shop": SHOP, "open": SiteConfig()})
@@ -450,3 +452,70 @@ def test_sites_file_is_validated_naming_the_setting_and_field(tmp_path: Path) ->
     twice.write_text("sites:\n  a: {keys: [k-123456]}\n  b: {keys: [k-123456]}\n")
     with pytest.raises(ConfigError, match="one site only"):
         Sites.load(twice)
+
+
+# --- presence windows ------------------------------------------------------------------
+
+
+def test_snowplow_events_get_their_sites_presence_window() -> None:
+    request = Received(now_ms=NOW, presence_s=Sites({"shop": STILL}).presence_s("snowplow"))
+    ping = sp(e="pp", eid="sp-2", pp_may="900", vp="1200x800", ds="1200x3400")
+    body = tp2(sp(), ping, sp(eid="sp-3", aid="blog"))
+
+    events = from_snowplow_post(body, request).events
+
+    assert [(e.type, e.site_id, e.presence_s) for e in events] == [
+        ("page_view", "shop", 600),
+        ("page_ping", "shop", 600),
+        ("scroll", "shop", 600),
+        ("page_view", "blog", None),  # a site without a window: the engine's timeout
+    ]
+
+
+def test_a_window_is_per_protocol() -> None:
+    sites = Sites({"shop": STILL})
+    request = Received(now_ms=NOW, presence_s=sites.presence_s("beckon"))
+
+    (event,) = from_beckon(page_view(), request).events
+
+    assert event.presence_s is None
+    assert sites.presence_s("segment") == {"shop": 120}
+    assert Sites(None).presence_s("snowplow") == {}
+
+
+def test_segment_messages_get_their_sites_presence_window() -> None:
+    request = Received(now_ms=NOW, presence_s=Sites({"shop": STILL}).presence_s("segment"))
+
+    page = seg("page", properties={"url": "https://shop.example/q"})
+
+    (event,) = from_segment(page, "page", "shop", request).events
+
+    assert event.presence_s == 120
+
+
+def test_a_beckon_events_own_presence_s_wins_over_the_sites() -> None:
+    request = Received(now_ms=NOW, presence_s={"shop": 600})
+
+    own, stamped = from_beckon([page_view(presence_s=45), page_view(event_id="e2")], request).events
+
+    assert (own.presence_s, stamped.presence_s) == (45, 600)
+
+
+def test_a_bad_presence_s_of_a_beckon_event_is_a_400_naming_it() -> None:
+    assert problems(from_beckon, [page_view(), page_view(presence_s=0)], REQUEST) == [
+        ("[1].presence_s", "must be at least 1, got 0")
+    ]
+
+
+def test_sites_file_presence_is_validated_naming_the_field(tmp_path: Path) -> None:
+    good = tmp_path / "sites.yaml"
+    good.write_text("sites:\n  shop:\n    presence_s: {snowplow: 600}\n")
+    assert Sites.load(good).presence_s("snowplow") == {"shop": 600}
+    for bad, where in [
+        ("{snowplow: 7200}", r"sites\.shop\.presence_s\.snowplow: must be at most 3600"),
+        ("{snowplough: 60}", r"sites\.shop\.presence_s\.snowplough.*'snowplow'"),
+        ("600", r"sites\.shop\.presence_s: must be an object"),
+    ]:
+        good.write_text(f"sites:\n  shop:\n    presence_s: {bad}\n")
+        with pytest.raises(ConfigError, match=where):
+            Sites.load(good)
