@@ -32,7 +32,11 @@ pytestmark = pytest.mark.integration
 SHOP = "https://shop.example"
 SITES = Sites(
     {
-        "shop": SiteConfig(origins=(SHOP, "https://*.shop.example"), keys=("key-shop-1",)),
+        "shop": SiteConfig(
+            origins=(SHOP, "https://*.shop.example"),
+            keys=("key-shop-1",),
+            presence_s={"snowplow": 600},  # its tracker pings only on activity
+        ),
         "limited": SiteConfig(keys=("key-limited-1",), rate_per_s=0.01, burst=5),
     }
 )
@@ -131,6 +135,7 @@ def test_beckon_json_lands_keyed_by_visitor_with_request_attributes(
     assert events["e1"].user_agent == IPHONE
     assert events["e1"].attributes == {"language": "ja", "country": "JP"}
     assert events["e5"].visitor_id == "v2"
+    assert all(e.presence_s is None for e in events.values())  # a window for Snowplow only
 
 
 def test_snowplow_python_tracker_post_and_get_land_as_click_events(
@@ -181,6 +186,7 @@ def test_snowplow_python_tracker_post_and_get_land_as_click_events(
         * 2
     )
     assert all(e.attributes["language"] == "de" and e.user_agent == IPHONE for e in events)
+    assert all(e.presence_s == 600 for e in events)  # the site's window for Snowplow
     assert not any(isinstance(e, Scroll) for e in events)  # the tracker sends no page size
 
 
