@@ -1,11 +1,13 @@
 """The e2e tier's fixtures: headless Chromium, and the whole system on its own topics.
 
 `system` runs `beckon worker`, `beckon collector`, `beckon delivery` and `beckon dashboard`
-as subprocesses on fresh topics and free ports, as a user runs them.
+as subprocesses on fresh topics and free ports, as a user runs them; `console_system` runs
+a worker that follows the rules topic and `beckon console`.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import socket
 import subprocess
@@ -13,6 +15,7 @@ import sys
 import time
 import uuid
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
@@ -65,13 +68,8 @@ def browser(tmp_path: Path) -> Iterator[Any]:
         driver.quit()
 
 
-@pytest.fixture
-def system(
-    kafka_settings: Settings, tmp_path: Path
-) -> Iterator[tuple[Settings, str, Callable[[], str]]]:
-    """Worker, collector, delivery and dashboard on fresh topics and free ports: (settings,
-    shop URL, a function returning the services' logs); the dashboard is on
-    ``settings.dashboard_port``."""
+def _fresh_settings(kafka_settings: Settings, tmp_path: Path) -> Settings:
+    """The session's broker with topics, group, data dir and ports of this test's own."""
     run_id = uuid.uuid4().hex[:10]
     settings = kafka_settings.model_copy(
         update={
@@ -80,6 +78,7 @@ def system(
             "topic_invitations": f"e2e.{run_id}.invitations",
             "topic_decisions": f"e2e.{run_id}.decisions",
             "topic_rules": f"e2e.{run_id}.rules",
+            "topic_rules_history": f"e2e.{run_id}.rules.history",
             "topic_dlq": f"e2e.{run_id}.dlq",
             "topic_dwell_updates": f"e2e.{run_id}.dwell.updates",
             "topic_dwell": f"e2e.{run_id}.dwell",
@@ -93,45 +92,61 @@ def system(
         }
     )
     ensure_topics(settings)
+    return settings
+
+
+def _env(settings: Settings) -> dict[str, str]:
+    """This process's environment without its BECKON_ variables, plus the settings'."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("BECKON_")}
     for name in ("bootstrap", "app_id", "topic_clickstream", "topic_invitations",
-                 "topic_decisions", "topic_rules", "topic_dlq", "topic_dwell_updates",
-                 "topic_dwell", "partitions", "data_dir", "grace_s", "collector_port",
-                 "delivery_port", "dashboard_port", "delivery_group"):  # fmt: skip
+                 "topic_decisions", "topic_rules", "topic_rules_history", "topic_dlq",
+                 "topic_dwell_updates", "topic_dwell", "partitions", "data_dir", "grace_s",
+                 "collector_port", "delivery_port", "dashboard_port",
+                 "delivery_group"):  # fmt: skip
         env[f"BECKON_{name.upper()}"] = str(getattr(settings, name))
-    rules = tmp_path / "rules.yaml"
-    rules.write_text(RULES)
-    logs = {name: tmp_path / f"{name}.log"
-            for name in ("worker", "collector", "delivery", "dashboard")}  # fmt: skip
-    commands = {
-        "worker": ["worker", "--rules", str(rules), "--web-port", str(free_port())],
-        "collector": ["collector"],
-        "delivery": ["delivery"],
-        "dashboard": ["dashboard"],
-    }
+    return env
 
-    def log_tails() -> str:
+
+@dataclass
+class Services:
+    """`beckon` commands running as subprocesses, each with its log file."""
+
+    logs: dict[str, Path]
+    processes: list[subprocess.Popen[bytes]] = field(default_factory=list)
+
+    def tails(self) -> str:
+        """The end of each log, for a failure's message."""
         return "\n".join(
             f"--- {name}.log ---\n{path.read_text(errors='replace')[-2500:]}"
-            for name, path in logs.items()
+            for name, path in self.logs.items()
             if path.exists()
         )
 
-    processes: list[subprocess.Popen[bytes]] = []
+    def wait_for_port(self, port: int) -> None:
+        _wait_for_port(port, self.processes, self.tails)
+
+    def wait_for_log(self, name: str, text: str) -> None:
+        _wait_for_log(self.logs[name], text, self.processes, self.tails)
+
+
+@contextlib.contextmanager
+def _services(
+    commands: dict[str, list[str]], env: dict[str, str], tmp_path: Path
+) -> Iterator[Services]:
+    """Start ``python -m streams.cli <args>`` per command; terminate them all at the end."""
+    services = Services({name: tmp_path / f"{name}.log" for name in commands})
     handles: list[IO[bytes]] = []
     try:
         for name, args in commands.items():
-            handles.append(logs[name].open("wb"))
-            processes.append(_start([sys.executable, "-m", "streams.cli", *args], env, handles[-1]))
-        _wait_for_port(settings.collector_port, processes, log_tails)
-        _wait_for_port(settings.delivery_port, processes, log_tails)
-        _wait_for_port(settings.dashboard_port, processes, log_tails)
-        _wait_for_log(logs["worker"], "Ready", processes, log_tails)
-        yield settings, f"http://localhost:{settings.delivery_port}", log_tails
+            handles.append(services.logs[name].open("wb"))
+            services.processes.append(
+                _start([sys.executable, "-m", "streams.cli", *args], env, handles[-1])
+            )
+        yield services
     finally:
-        for process in processes:
+        for process in services.processes:
             process.terminate()
-        for process in processes:
+        for process in services.processes:
             try:
                 process.wait(timeout=30)
             except subprocess.TimeoutExpired:
@@ -139,6 +154,68 @@ def system(
                 process.wait()
         for handle in handles:
             handle.close()
+
+
+@pytest.fixture
+def system(
+    kafka_settings: Settings, tmp_path: Path
+) -> Iterator[tuple[Settings, str, Callable[[], str]]]:
+    """Worker, collector, delivery and dashboard on fresh topics and free ports: (settings,
+    shop URL, a function returning the services' logs); the dashboard is on
+    ``settings.dashboard_port``."""
+    settings = _fresh_settings(kafka_settings, tmp_path)
+    rules = tmp_path / "rules.yaml"
+    rules.write_text(RULES)
+    commands = {
+        "worker": ["worker", "--rules", str(rules), "--web-port", str(free_port())],
+        "collector": ["collector"],
+        "delivery": ["delivery"],
+        "dashboard": ["dashboard"],
+    }
+    with _services(commands, _env(settings), tmp_path) as services:
+        services.wait_for_port(settings.collector_port)
+        services.wait_for_port(settings.delivery_port)
+        services.wait_for_port(settings.dashboard_port)
+        services.wait_for_log("worker", "Ready")
+        yield settings, f"http://localhost:{settings.delivery_port}", services.tails
+
+
+@dataclass
+class ConsoleSystem:
+    """A worker following the rules topic, and `beckon console` at ``url``."""
+
+    settings: Settings
+    url: str  # the console page: http://localhost:<dashboard_port>/rules
+    token: str  # BECKON_CONSOLE_TOKEN: signs in as an editor
+    viewer: tuple[str, str]  # (name, password) of a viewer in BECKON_CONSOLE_USERS
+    services: Services
+
+
+@pytest.fixture
+def console_system(kafka_settings: Settings, tmp_path: Path) -> Iterator[ConsoleSystem]:
+    """`beckon worker` following the rules topic (it starts with ``RULES`` applied, as
+    `beckon rules apply` would) and `beckon console` on ``settings.dashboard_port``.
+
+    No collector or delivery: the console's tests publish events straight to Kafka."""
+    from schemas.rules import load_rules
+    from streams.console.auth import hash_password
+    from streams.kafka.rules_topic import apply_rules
+
+    settings = _fresh_settings(kafka_settings, tmp_path)
+    apply_rules(settings, load_rules(RULES))
+    token, viewer = uuid.uuid4().hex, ("vera", uuid.uuid4().hex[:12])
+    users = tmp_path / "console-users"
+    users.write_text(f"{viewer[0]}:viewer:{hash_password(viewer[1])}\n")
+    env = _env(settings) | {"BECKON_CONSOLE_TOKEN": token, "BECKON_CONSOLE_USERS": str(users)}
+    commands = {
+        "worker": ["worker", "--web-port", str(free_port())],
+        "console": ["console"],
+    }
+    with _services(commands, env, tmp_path) as services:
+        services.wait_for_port(settings.dashboard_port)
+        services.wait_for_log("worker", "Ready")
+        url = f"http://localhost:{settings.dashboard_port}/rules"
+        yield ConsoleSystem(settings, url, token, viewer, services)
 
 
 def _start(argv: list[str], env: dict[str, str], log: IO[bytes]) -> subprocess.Popen[bytes]:
