@@ -263,10 +263,10 @@ function wordsCell(words) {
 function actionsCell(rule, draftIndex) {
   const td = cell("", "actions-cell");
   if (draftIndex === undefined) {
-    td.append(button("Restore", "restore", () => restoreRule(rule.id)));
+    td.append(button("Restore", "small restore", () => restoreRule(rule.id)));
   } else {
-    td.append(button("Edit", "edit", () => editRule(draftIndex)),
-      button("Delete", "delete", () => deleteRule(draftIndex)));
+    td.append(button("Edit", "small edit", () => editRule(draftIndex)),
+      button("Delete", "small delete", () => deleteRule(draftIndex)));
   }
   return td;
 }
@@ -755,7 +755,7 @@ async function pollJob(job) {
     return;
   }
   if (j.state === "done") { renderPreview(j.result); return endJob("Done."); }
-  endJob(j.state === "cancelled" ? "Cancelled." : `The preview failed: ${j.error}`);
+  endJob(j.state === "cancelled" ? "Cancelled." : `Failed: ${j.error}`);
 }
 
 function endJob(text) {
@@ -771,7 +771,7 @@ async function cancelPreview() {
 }
 
 function renderPreview(p) {
-  const bad = p.bad_lines ? `, ${num(p.bad_lines)} bad lines skipped` : "";
+  const bad = p.bad_lines ? `, ${num(p.bad_lines)} bad line${p.bad_lines === 1 ? "" : "s"} skipped` : "";
   $("preview-summary").textContent = `${num(p.events)} events from ${num(p.visitors)} visitors${bad}, `
     + `in ${p.seconds} s. Draft ${p.draft.version} against version ${p.in_force.version} in force.`;
   const rows = [];
@@ -787,7 +787,7 @@ function previewRow(r) {
   const name = cell(r.rule_id, "rule-id");
   if (!r.in.includes("in_force")) name.append(badge("draft only", "new"));
   if (!r.in.includes("draft")) name.append(badge("not in the draft", "deleted"));
-  const diff = (n, cls) => cell(signed(n), `num ${cls} ${n > 0 ? "plus" : n < 0 ? "minus" : ""}`);
+  const diff = (n, cls) => cell(signed(n), `num ${n > 0 ? "plus" : n < 0 ? "minus" : ""} ${cls}`);
   tr.append(
     name,
     cell(num(r.draft.invitations), "num draft-invitations"),
@@ -889,22 +889,32 @@ function historyItem(entry, newest) {
   details.open = newest;
   const label = document.createElement("summary");
   label.textContent = summary || "no rule changed";
-  const pre = document.createElement("pre");
-  pre.className = "diff";
-  pre.textContent = d.text || "(no difference)";
+  const pre = diffText(d.text);
   details.append(label, pre);
   item.append(head, paragraph("", entry.comment || "(no comment)", "comment"), details);
   return item;
+}
+
+// The unified diff, its added and removed lines coloured (each line is still plain text).
+function diffText(text) {
+  const pre = document.createElement("pre");
+  pre.className = "diff";
+  if (!text) { pre.textContent = "(no difference)"; return pre; }
+  for (const line of text.split(/(?<=\n)/)) {
+    const kind = /^\+(?!\+\+)/.test(line) ? "plus" : /^-(?!--)/.test(line) ? "minus" : "";
+    pre.append(kind ? span(line, kind) : document.createTextNode(line));
+  }
+  return pre;
 }
 
 async function rollback(version) {
   const unchanged = state.checked && state.valid && state.checked.version === state.inForce.version;
   const r = await api("POST", "/api/rules/rollback", { version, expected_version: state.inForce.version });
   if (r.status === 200) {
-    $("history-status").textContent = `Rolled back: version ${r.data.version} is in force.`;
     // A draft with changes of its own is kept (publishing it will say it is behind).
     await loadInForce(unchanged);
     await loadHistory();
+    $("history-status").textContent = `Rolled back: version ${r.data.version} is in force.`;
   } else {
     $("history-status").textContent = `Not rolled back: ${reasonOf(r)}`;
   }
