@@ -46,13 +46,13 @@ def _zero() -> dict[str, Any]:
 def rows(
     draft: CompiledRules,
     in_force: CompiledRules,
-    ours: Result,
+    mine: dict[str, dict[str, Any]],
     theirs: dict[str, dict[str, Any]],
-    sample_size: int,
+    taken: dict[str, list[dict[str, Any]]],
 ) -> list[dict[str, Any]]:
-    """One row per rule id of either set: the draft's in priority order, then the rest."""
-    mine = figures(ours)
-    samples = _samples(ours, draft, sample_size)
+    """One row per rule id of either set, the draft's in priority order, then the rest:
+    ``mine`` and ``theirs`` are the draft's and the set in force's ``figures``, ``taken``
+    the draft's ``samples``."""
     ids = [rule.id for rule in draft.rules]
     ids += [rule.id for rule in in_force.rules if rule.id not in draft.by_id]
     sets = (("draft", draft), ("in_force", in_force))
@@ -69,13 +69,42 @@ def rows(
                     "invitations": a["invitations"] - b["invitations"],
                     "visitors": a["visitors"] - b["visitors"],
                 },
-                "sample": samples.get(rule_id, []),
+                "sample": taken.get(rule_id, []),
             }
         )
     return rows
 
 
-def _samples(result: Result, rules: CompiledRules, size: int) -> dict[str, list[dict[str, Any]]]:
+def add(parts: list[dict[str, dict[str, Any]]]) -> dict[str, dict[str, Any]]:
+    """The ``figures`` of disjoint sets of visitors, added up (visitors too: disjoint)."""
+    out: dict[str, dict[str, Any]] = {}
+    for part in parts:
+        for rule_id, counts in part.items():
+            total = out.setdefault(rule_id, _zero())
+            for key in ("invitations", "shadow", "visitors"):
+                total[key] += counts[key]
+            for reason, n in counts["suppressed"].items():
+                total["suppressed"][reason] = total["suppressed"].get(reason, 0) + n
+    for total in out.values():
+        total["suppressed"] = dict(sorted(total["suppressed"].items()))
+    return out
+
+
+def first(
+    parts: list[dict[str, list[dict[str, Any]]]], size: int
+) -> dict[str, list[dict[str, Any]]]:
+    """The first ``size`` of several ``samples`` per rule, in the decisions' output order."""
+    out: dict[str, list[dict[str, Any]]] = {}
+    for part in parts:
+        for rule_id, taken in part.items():
+            out.setdefault(rule_id, []).extend(taken)
+    return {
+        rule_id: sorted(taken, key=lambda d: (d["triggered_at"], d["visitor_id"]))[:size]
+        for rule_id, taken in out.items()
+    }
+
+
+def samples(result: Result, rules: CompiledRules, size: int) -> dict[str, list[dict[str, Any]]]:
     """The first ``size`` decisions of each rule, in time order, each with its why."""
     out: dict[str, list[dict[str, Any]]] = {}
     for decision in result.decisions:

@@ -5,15 +5,18 @@ once, ordered by event time (ties by input order), and fed to one ``streams.back
 driver per rule set, so each set's figures are exactly what ``beckon backtest`` gives
 for it. ``read_recent`` reads that input back from the clickstream topic.
 
-Speed (docs/performance.md, "Console preview"): parsing is about 45% of a backtest, so it
-is done once; then, where ``os.fork`` exists, a child process runs the set in force on
-the parsed events (inherited, not copied) while this process runs the draft, and sends
-back only its per-rule figures. Two rule sets then take about as long as one backtest.
+Speed (docs/performance.md, "Console preview"): each line is parsed once, and the work
+is split by visitor, not by rule set. ``orjson`` finds each line's visitor id (a third
+of a full parse); then, where ``os.fork`` exists, a child process takes half of the
+visitors (the lines are inherited, not copied) and this process the other half. Each
+parses its lines and runs both sets over its visitors; a visitor's journey never looks
+at another's, so each half is exactly a backtest of those visitors, and the halves'
+figures add up. Parsing and both engines are then shared by the two cores.
 
 Errors (under ``schemas.errors.BeckonError``):
 
     PreviewCancelled    ``cancelled()`` said so; raised within about 20,000 events
-    PreviewFailed       the child running the set in force died or raised
+    PreviewFailed       the child process died or raised
     BrokerError         read_recent: the broker or the topic could not be read
 """
 
@@ -26,6 +29,7 @@ import select
 import signal
 import time
 from collections.abc import Callable, Iterable, Sequence
+from functools import partial
 from operator import itemgetter
 from typing import Any, Final
 
@@ -35,7 +39,7 @@ from schemas.errors import BeckonError, BrokerError
 from schemas.events import ClickEvent
 from streams.backtest import Result, _Driver, _parse_line
 from streams.clock import now_ms
-from streams.console.figures import figures, rows
+from streams.console.figures import add, figures, first, rows, samples
 from streams.core.engine import Limits
 from streams.core.rules import CompiledRules
 from streams.settings import Settings
@@ -45,6 +49,7 @@ Cancelled = Callable[[], bool]
 
 CHECK_EVERY: Final = 20_000  # lines or events between progress reports and cancel checks
 MAX_BAD_EXAMPLES: Final = 5  # bad lines quoted in the answer; all are counted
+MIN_SPLIT: Final = 10_000  # lines below which one process does it all (a fork costs more)
 _POLL_S: Final = 0.1  # how often cancellation is checked while waiting for the child
 
 
@@ -53,7 +58,7 @@ class PreviewCancelled(BeckonError):
 
 
 class PreviewFailed(BeckonError):
-    """The process running the rules in force failed; the message says how."""
+    """A child process of the preview failed; the message says how."""
 
 
 Event = tuple[int, int, ClickEvent]  # (ts, line number, event), as streams.backtest has them
@@ -73,9 +78,9 @@ def run_preview(
     """Run ``draft`` and ``in_force`` over the JSON lines ``lines`` (events in any order).
 
     Returns the answer of ``POST /api/rules/preview`` (docs/console.md, "Preview").
-    ``progress(done, total)`` is called every ``CHECK_EVERY`` lines parsed and events run:
-    ``total`` is twice the number of lines (parsing, then the engines). ``processes=1``
-    runs both sets in this process, one after the other.
+    ``progress(done, total)`` is called every ``CHECK_EVERY`` lines parsed and events run
+    (in this process's share): ``total`` is twice the number of lines (parsing, then the
+    engines). ``processes=1`` runs everything in this process.
 
     The cyclic garbage collector is off during the run, as in ``beckon backtest``:
     events and journeys hold no cycles, and it would only rescan millions of objects.
@@ -87,31 +92,36 @@ def run_preview(
     try:
         lines = lines if isinstance(lines, Sequence) else list(lines)
         steps.total = 2 * len(lines)
-        parsed = Result()
-        events = _parse(lines, parsed, steps)
-        visitors = len({event.visitor_id for _, _, event in events})
-        n = len(lines)
-        if processes > 1 and hasattr(os, "fork") and events:
-            child = _Child.start(events, in_force, limits)
-            try:
-                draft_result = _drive(events, draft, limits, steps.share(n, n, len(events)))
-                theirs = child.figures(steps)
-            finally:
+        processes = processes if hasattr(os, "fork") and len(lines) >= MIN_SPLIT else 1
+        shares = _route(lines, processes, steps) if processes > 1 else [range(len(lines))]
+        work = partial(
+            _share, lines, draft=draft, in_force=in_force, limits=limits, size=sample_size
+        )
+        children = []
+        try:
+            for share in shares[1:]:
+                children.append(_Child.start(partial(work, share, None)))
+            parts = [work(shares[0], steps), *(child.answer(steps) for child in children)]
+        finally:
+            for child in children:
                 child.stop()
-        else:
-            half = n // 2
-            draft_result = _drive(events, draft, limits, steps.share(n, half, len(events)))
-            report = steps.share(n + half, n - half, len(events))
-            theirs = figures(_drive(events, in_force, limits, report))
         answer = {
-            "events": len(events),
-            "visitors": visitors,
-            "bad_lines": parsed.bad_lines,
-            "bad_examples": parsed.bad_examples[:MAX_BAD_EXAMPLES],
+            "events": sum(part["events"] for part in parts),
+            "visitors": sum(part["visitors"] for part in parts),
+            "bad_lines": sum(part["bad_lines"] for part in parts),
+            "bad_examples": [
+                text for _, text in sorted(e for part in parts for e in part["bad_examples"])
+            ][:MAX_BAD_EXAMPLES],
             "seconds": 0.0,
             "draft": {"version": draft.version},
             "in_force": {"version": in_force.version},
-            "rules": rows(draft, in_force, draft_result, theirs, sample_size),
+            "rules": rows(
+                draft,
+                in_force,
+                add([part["draft"] for part in parts]),
+                add([part["in_force"] for part in parts]),
+                first([part["samples"] for part in parts], sample_size),
+            ),
         }
         steps.finish()
         answer["seconds"] = round(time.perf_counter() - started, 2)
@@ -138,9 +148,9 @@ class _Steps:
         if self.progress is not None:
             self.progress(min(done, self.total - 1), self.total)
 
-    def share(self, start: int, steps: int, events: int) -> Callable[[int], None]:
-        """A report for a run over ``events`` that covers ``steps`` steps from ``start``."""
-        scale = steps / max(events, 1)
+    def share(self, start: int, steps: int, count: int) -> Callable[[int], None]:
+        """A report for ``count`` items that cover ``steps`` steps from ``start``."""
+        scale = steps / max(count, 1)
         return lambda done: self.at(start + int(done * scale))
 
     def finish(self) -> None:
@@ -148,16 +158,77 @@ class _Steps:
             self.progress(self.total, self.total)
 
 
-def _parse(lines: Sequence[bytes], result: Result, steps: _Steps) -> list[Event]:
+def _route(lines: Sequence[bytes], processes: int, steps: _Steps) -> list[list[int]]:
+    """The line indices of each process: all the lines of one visitor go to one process,
+    so each can run both rule sets on its visitors alone, exactly as one backtest would.
+
+    ``orjson.loads`` is a third of a full parse. A line without a visitor id (a bad one)
+    goes to the first process, which counts it."""
+    shares: list[list[int]] = [[] for _ in range(processes)]
+    loads, JSONDecodeError = orjson.loads, orjson.JSONDecodeError
+    for start in range(0, len(lines), CHECK_EVERY):
+        steps.check()
+        for index in range(start, min(start + CHECK_EVERY, len(lines))):
+            try:
+                visitor = loads(lines[index]).get("visitor_id")
+            except (JSONDecodeError, AttributeError):
+                visitor = None
+            # hash() of a str differs between interpreters, not between forks of one.
+            shares[hash(visitor) % processes if isinstance(visitor, str) else 0].append(index)
+    return shares
+
+
+def _share(
+    lines: Sequence[bytes],
+    indices: Sequence[int],
+    steps: _Steps | None,
+    *,
+    draft: CompiledRules,
+    in_force: CompiledRules,
+    limits: Limits,
+    size: int,
+) -> dict[str, Any]:
+    """Both sets over the lines at ``indices``: counts, per-rule figures, draft samples."""
+    parsed = Result()
+    events = _parse(lines, indices, parsed, steps)
+    n = len(lines)
+    if steps is None:
+        ours = _drive(events, draft, limits, None)
+        theirs = _drive(events, in_force, limits, None)
+    else:
+        half = n // 2
+        ours = _drive(events, draft, limits, steps.share(n, half, len(events)))
+        theirs = _drive(events, in_force, limits, steps.share(n + half, n - half, len(events)))
+    return {
+        "events": len(events),
+        "visitors": len({event.visitor_id for _, _, event in events}),
+        "bad_lines": parsed.bad_lines,
+        "bad_examples": [[_line_of(text), text] for text in parsed.bad_examples],
+        "draft": figures(ours),
+        "in_force": figures(theirs),
+        "samples": samples(ours, draft, size),
+    }
+
+
+def _line_of(example: str) -> int:
+    # "line 12: …", as streams.backtest words its examples: merged in line order.
+    return int(example.split(":", 1)[0].removeprefix("line "))
+
+
+def _parse(
+    lines: Sequence[bytes], indices: Sequence[int], result: Result, steps: _Steps | None
+) -> list[Event]:
     """Each line parsed once; the valid events in the engine's order: time, then line."""
     events: list[Event] = []
     append = events.append
-    for start in range(0, len(lines), CHECK_EVERY):
-        steps.at(start)
-        for number, line in enumerate(lines[start : start + CHECK_EVERY], start + 1):
-            event = _parse_line(number, line, result)
+    report = None if steps is None else steps.share(0, len(lines), len(indices))
+    for start in range(0, len(indices), CHECK_EVERY):
+        if report is not None:
+            report(start)
+        for index in indices[start : start + CHECK_EVERY]:
+            event = _parse_line(index + 1, lines[index], result)
             if event is not None:
-                append((event.ts, number, event))
+                append((event.ts, index + 1, event))
     events.sort(key=itemgetter(0, 1))
     return events
 
@@ -180,15 +251,15 @@ def _drive(
 
 
 class _Child:
-    """A forked process running one rule set over the parent's parsed events (inherited
-    copy-on-write), sending back only its ``figures`` as JSON through a pipe."""
+    """A forked process that runs one ``_share`` on the lines it inherits (copy-on-write,
+    nothing is sent to it) and sends back only its answer, as JSON, through a pipe."""
 
     def __init__(self, pid: int, fd: int) -> None:
         self.pid, self.fd = pid, fd
         self.exited = False
 
     @classmethod
-    def start(cls, events: list[Event], rules: CompiledRules, limits: Limits) -> _Child:
+    def start(cls, work: Callable[[], dict[str, Any]]) -> _Child:
         read_fd, write_fd = os.pipe()
         pid = os.fork()
         if pid == 0:  # the child: never returns, never runs the parent's exit handlers
@@ -196,9 +267,7 @@ class _Child:
             try:
                 os.close(read_fd)
                 try:
-                    payload = orjson.dumps(
-                        {"figures": figures(_drive(events, rules, limits, None))}
-                    )
+                    payload = orjson.dumps({"answer": work()})
                     code = 0
                 except BaseException as exc:  # reported to the parent
                     payload = orjson.dumps({"error": f"{type(exc).__name__}: {exc}"})
@@ -209,8 +278,8 @@ class _Child:
         os.close(write_fd)
         return cls(pid, read_fd)
 
-    def figures(self, steps: _Steps) -> dict[str, dict[str, Any]]:
-        """Wait for the child's figures, checking for cancellation meanwhile."""
+    def answer(self, steps: _Steps) -> dict[str, Any]:
+        """Wait for the child's answer, checking for cancellation meanwhile."""
         chunks = []
         while True:
             ready, _, _ = select.select([self.fd], [], [], _POLL_S)
@@ -224,13 +293,13 @@ class _Child:
         _, status = os.waitpid(self.pid, 0)
         self.exited = True
         try:
-            answer = orjson.loads(b"".join(chunks))
+            sent = orjson.loads(b"".join(chunks))
         except orjson.JSONDecodeError:
-            answer = {"error": f"it ended with status {status} and no answer"}
-        if "figures" not in answer:
-            raise PreviewFailed(f"the preview of the rules in force failed: {answer['error']}")
-        figures_: dict[str, dict[str, Any]] = answer["figures"]
-        return figures_
+            sent = {"error": f"it ended with status {status} and no answer"}
+        if "answer" not in sent:
+            raise PreviewFailed(f"a preview process failed: {sent['error']}")
+        answer: dict[str, Any] = sent["answer"]
+        return answer
 
     def stop(self) -> None:
         """Kill the child unless it has ended (a cancelled or failed run); close the pipe."""

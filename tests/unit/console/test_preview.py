@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import os
 import textwrap
 from collections import Counter
+from collections.abc import Callable
 from typing import Any
 
 import orjson
@@ -13,8 +15,9 @@ from bench.clickstream import RULES_YAML, generate
 from schemas.instants import parse_instant
 from schemas.rules import load_rules
 from streams.backtest import Result, read_events, run
+from streams.console import preview as preview_module
 from streams.console.figures import trigger_words
-from streams.console.preview import PreviewCancelled, run_preview
+from streams.console.preview import PreviewCancelled, PreviewFailed, run_preview
 from streams.core.engine import Limits
 from streams.core.rules import CompiledRules
 
@@ -89,7 +92,14 @@ def by_id(answer: dict[str, Any]) -> dict[str, dict[str, Any]]:
     return {row["rule_id"]: row for row in answer["rules"]}
 
 
-@pytest.mark.parametrize("processes", [1, 2])
+@pytest.fixture(params=[1, 2, 3], ids=["one-process", "two-processes", "three-processes"])
+def processes(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> int:
+    """How many processes share the work, forking even for a few lines."""
+    monkeypatch.setattr(preview_module, "MIN_SPLIT", 0)
+    n: int = request.param
+    return n
+
+
 def test_preview_counts_each_set_as_worked_out_by_hand(processes: int) -> None:
     answer = preview(processes=processes)
     rows = by_id(answer)
@@ -116,8 +126,8 @@ def test_preview_counts_each_set_as_worked_out_by_hand(processes: int) -> None:
     orjson.dumps(answer)  # JSON-able as it is
 
 
-def test_preview_samples_the_drafts_decisions_with_why() -> None:
-    sample = by_id(preview(sample_size=3))["pricing"]["sample"]
+def test_preview_samples_the_drafts_decisions_with_why(processes: int) -> None:
+    sample = by_id(preview(sample_size=3, processes=processes))["pricing"]["sample"]
 
     assert [(d["visitor_id"], d["triggered_at"], d["outcome"]) for d in sample] == [
         ("v1", "2026-12-01T10:00:10.000Z", "invited"),
@@ -130,13 +140,14 @@ def test_preview_samples_the_drafts_decisions_with_why() -> None:
     assert suppressed["why"] == "dwell 10 s on https://shop.example/pricing*"
 
 
-def test_preview_quotes_bad_lines_and_counts_them() -> None:
-    answer = preview()
+def test_preview_quotes_bad_lines_and_counts_them(processes: int) -> None:
+    answer = preview(processes=processes)
     assert answer["bad_lines"] == 2
     assert [example.split(":")[0] for example in answer["bad_examples"]] == ["line 8", "line 10"]
 
 
-def test_preview_equals_backtest_of_each_set() -> None:
+@pytest.mark.parametrize("processes", [1, 2])
+def test_preview_equals_backtest_of_each_set(processes: int) -> None:
     lines = list(generate(20_000, 1_000, seed=3))
     in_force = load_rules(RULES_YAML)
     rule = in_force.get("pricing-hesitation")
@@ -144,7 +155,9 @@ def test_preview_equals_backtest_of_each_set() -> None:
     trigger = rule.trigger.model_copy(update={"dwell_seconds": 10})
     draft = in_force.with_rule(rule.model_copy(update={"trigger": trigger}))
 
-    answer = run_preview(lines, CompiledRules.of(draft), CompiledRules.of(in_force), Limits())
+    answer = run_preview(
+        lines, CompiledRules.of(draft), CompiledRules.of(in_force), Limits(), processes=processes
+    )
 
     for name, ruleset in (("draft", draft), ("in_force", in_force)):
         result = Result()
@@ -172,7 +185,6 @@ def test_preview_counts_shadow_decisions_apart() -> None:
     assert (pricing["invitations"], pricing["shadow"]) == (0, 4)
 
 
-@pytest.mark.parametrize("processes", [1, 2])
 def test_preview_stops_when_cancelled(processes: int) -> None:
     calls = Counter[str]()
 
@@ -214,3 +226,24 @@ def test_trigger_words_name_every_condition_and_the_pages() -> None:
         "session 60 s · 1 page · journey */product* → */cart · scroll 50% · event add_to_cart"
         " on */cart, */checkout"
     )
+
+
+@pytest.mark.parametrize(
+    ("failure", "said"),
+    [(lambda: 1 / 0, "ZeroDivisionError"), (lambda: os.kill(os.getpid(), 9), "no answer")],
+    ids=["raises", "killed"],
+)
+def test_preview_says_when_a_child_process_fails(
+    failure: Callable[[], object], said: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(preview_module, "MIN_SPLIT", 0)
+    share = preview_module._share
+
+    def failing(*args: Any, **kwargs: Any) -> Any:
+        if args[2] is None:  # only a child runs without progress and cancellation
+            failure()
+        return share(*args, **kwargs)
+
+    monkeypatch.setattr(preview_module, "_share", failing)
+    with pytest.raises(PreviewFailed, match=said):
+        preview(processes=2)
