@@ -8,8 +8,8 @@ worker can keep it in a changelogged table.
 Bounds, so one visitor's state stays small whatever it sends:
 - ``MAX_SEEN_IDS`` (256) most recent event ids are remembered to ignore duplicates; a
   copy of an older event is applied again.
-- ``MAX_PAGES`` (100) most recent page URLs of the session are kept for ``journey``
-  triggers; ``page_count`` still counts every page view.
+- ``MAX_PAGES`` (100) most recent page views of the session are kept for ``journey``
+  triggers, each a URL and an instant; ``page_count`` still counts every page view.
 - ``MAX_RECENT`` (32) most recent invitations are remembered to attribute a decline to
   its rule; a decline of an older invitation is not attributed.
 """
@@ -28,6 +28,7 @@ from schemas.events import (
     PageView,
     Scroll,
 )
+from schemas.journeys import JOURNEY_PAGES
 from streams.core.matching import strip_url
 from streams.core.profile import (
     device_of,
@@ -38,7 +39,7 @@ from streams.core.profile import (
 )
 
 MAX_SEEN_IDS: Final = 256
-MAX_PAGES: Final = 100
+MAX_PAGES: Final = JOURNEY_PAGES  # the rules refuse a count above it
 MAX_RECENT: Final = 32
 
 _K = TypeVar("_K")
@@ -68,6 +69,7 @@ class Journey:
         "left",
         "page_count",
         "page_events",
+        "page_ms",
         "pages",
         "path",
         "pending",
@@ -102,6 +104,9 @@ class Journey:
         self.session_start = -1
         self.visits = 0
         self.pages: list[str] = []  # stripped URLs of this session's page views
+        # when each of them was viewed, ms after session_start; -1: unknown (a journey
+        # saved before these were kept)
+        self.page_ms: list[int] = []
         self.page_count = 0
         self.landing: dict[str, str] = {}  # utm_*, referrer_host of the session
         # the current page (None before the session's first page_view)
@@ -170,6 +175,10 @@ class Journey:
                 setattr(journey, name, data[name])
         journey.seen_ids = dict.fromkeys(data.get("seen_ids", ()))
         journey.pending = [(int(t), r) for t, r in data.get("pending", ())]
+        # Saved before page_ms existed: those page views' times are unknown.
+        unknown = len(journey.pages) - len(journey.page_ms)
+        if unknown > 0:
+            journey.page_ms = [-1] * unknown + journey.page_ms
         return journey
 
     def __repr__(self) -> str:
@@ -212,6 +221,7 @@ def new_session(journey: Journey, event: ClickEvent, t: int) -> None:
     journey.session_start = t
     journey.visits += 1
     journey.pages = []
+    journey.page_ms = []
     journey.page_count = 0
     journey.landing = {}
     journey.url = journey.path = None
@@ -306,8 +316,10 @@ def _enter_page(journey: Journey, event: PageView, t: int) -> None:
     journey.page_events = []
     journey.fired = []
     journey.pages.append(journey.path)
+    journey.page_ms.append(t - journey.session_start)
     if len(journey.pages) > MAX_PAGES:
         del journey.pages[0]
+        del journey.page_ms[0]
     journey.page_count += 1
     if journey.page_count == 1:
         journey.landing = landing_attributes(event.url, event.referrer)
