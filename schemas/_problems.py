@@ -153,8 +153,9 @@ def problems(
     """One ``(field_path, message)`` per error, in pydantic's order, without repeats."""
     errors = exc.errors(include_url=False)
     # pydantic counts only the items that validated, so one bad item in a list that must
-    # not be empty also reports "too short"; the bad item is the one worth reading.
-    item_locs = {tuple(err["loc"][:-1]) for err in errors if err["loc"]}
+    # not be empty also reports "too short"; the bad item (or a bad field of it, for a
+    # list of objects) is the one worth reading.
+    item_locs = {tuple(err["loc"][:n]) for err in errors for n in range(len(err["loc"]))}
     seen: dict[tuple[str, str], None] = {}
     for err in errors:
         if err["type"] == "too_short" and tuple(err["loc"]) in item_locs:

@@ -33,21 +33,30 @@ from schemas.conditions import (
     OPERATORS,
     UNION_TAGS,
     FrozenModel,
-    Glob,
     Location,
     Predicate,
     PredicateOps,
     Timeframe,
 )
 from schemas.errors import InvalidRules
+from schemas.journeys import (
+    JOURNEY_PAGES,
+    JOURNEY_TAGS,
+    JourneyPattern,
+    JourneyTrigger,
+    ViewCount,
+)
 from schemas.templates import check_template
 
 __all__ = [
     "DAYS",
     "EMPTY_RULES",
+    "JOURNEY_PAGES",
     "OPERATORS",
     "TRIGGER_CONDITIONS",
     "Frequency",
+    "JourneyPattern",
+    "JourneyTrigger",
     "Location",
     "Message",
     "PredicateOps",
@@ -56,6 +65,7 @@ __all__ = [
     "RulesFile",
     "Timeframe",
     "Trigger",
+    "ViewCount",
     "load_rules",
     "load_rules_file",
     "parse_rule_message",
@@ -85,7 +95,7 @@ class Trigger(FrozenModel):
     dwell_seconds: int | None = Field(default=None, gt=0)
     session_seconds: int | None = Field(default=None, gt=0)
     pages_in_session: int | None = Field(default=None, ge=1)
-    journey: tuple[Glob, ...] | None = Field(default=None, min_length=1)
+    journey: JourneyTrigger | None = None  # a list of globs, or a JourneyPattern
     scroll_pct: Percent | None = None
     event: Name | None = None
 
@@ -282,6 +292,7 @@ def _decode(text: str, prefix: str) -> Any:
 
 _SECTIONS: Final[dict[str, type[BaseModel]]] = {
     "location": Location,
+    "journey": JourneyPattern,
     "timeframe": Timeframe,
     "trigger": Trigger,
     "message": Message,
@@ -289,11 +300,14 @@ _SECTIONS: Final[dict[str, type[BaseModel]]] = {
 }
 
 
+_TAGS: Final = UNION_TAGS | JOURNEY_TAGS
+
+
 def _rule_problems(
     exc: ValidationError, data: dict[str, Any], root: type[BaseModel]
 ) -> list[tuple[str, str]]:
     def label(loc: tuple[int | str, ...]) -> str:
-        loc = tuple(part for part in loc if part not in UNION_TAGS)
+        loc = tuple(part for part in loc if part not in _TAGS)
         if root is Rule:
             return _problems.dotted((f"rule{_id(data)}", *loc))
         text = _problems.dotted(loc)
@@ -307,10 +321,12 @@ def _rule_problems(
     def describe(err: ErrorDetails) -> str:
         if err["type"] != "extra_forbidden":
             return _problems.message(err)
-        parent = tuple(p for p in err["loc"][:-1] if p not in UNION_TAGS)
+        parent = tuple(p for p in err["loc"][:-1] if p not in _TAGS)
         model: type[BaseModel] | None = root
-        if parent:
-            model = Rule if isinstance(parent[-1], int) else _SECTIONS.get(parent[-1])
+        if parent and isinstance(parent[-1], int):  # an item of rules or of min_views
+            model = ViewCount if parent[-2:-1] == ("min_views",) else Rule
+        elif parent:
+            model = _SECTIONS.get(str(parent[-1]))
         if model is None:
             return "is not a known field"
         accepted = [f.alias or n for n, f in model.model_fields.items()]

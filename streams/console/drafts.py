@@ -15,7 +15,7 @@ import orjson
 import yaml
 
 from schemas.errors import InvalidRules
-from schemas.rules import Rule, RuleSet, load_rules, rule_to_json
+from schemas.rules import JourneyPattern, Rule, RuleSet, load_rules, rule_to_json
 from schemas.templates import render_template
 
 # What a message is rendered with when the draft names no sample visitor.
@@ -113,9 +113,29 @@ def in_words(rule: Rule) -> dict[str, str]:
     if t.pages_in_session is not None:
         when.append(f"from page {t.pages_in_session} of the session")
     if t.journey is not None:
-        when.append("after visiting " + " then ".join(t.journey))
+        when.extend(_journey_in_words(t.journey))
     if t.scroll_pct is not None:
         when.append(f"after scrolling {t.scroll_pct:g}%")
     if t.event is not None:
         when.append(f"on the event {t.event!r}")
     return {"location": "; ".join(where), "trigger": " and ".join(when)}
+
+
+def _journey_in_words(journey: tuple[str, ...] | JourneyPattern) -> list[str]:
+    """``after visiting a then b within 300 s, without c in between``, and the rest."""
+    if not isinstance(journey, JourneyPattern):
+        return ["after visiting " + " then ".join(journey)]
+    words = []
+    if journey.steps is not None:
+        steps = "after visiting " + " then ".join(journey.steps)
+        if journey.within is not None:
+            steps += f" within {journey.within} s"
+        if journey.without is not None:
+            steps += ", without " + " or ".join(journey.without) + " in between"
+        words.append(steps)
+    for count in journey.min_views or ():
+        n = count.at_least
+        words.append(f"after {n} view{'s' if n != 1 else ''} of {count.glob}")
+    if journey.returned:
+        words.append("on coming back to a page seen earlier in the session")
+    return words

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from schemas.rules import Rule
+from schemas.rules import JourneyPattern, Rule
 from streams.backtest import Result
 from streams.core.rules import CompiledRules
 from streams.dashboard.board import why
@@ -148,7 +148,9 @@ def trigger_words(rule: Rule) -> str:
     if trigger.pages_in_session is not None:
         n = trigger.pages_in_session
         parts.append(f"{n} page{'s' if n != 1 else ''}")
-    if trigger.journey is not None:
+    if isinstance(trigger.journey, JourneyPattern):
+        parts.extend(_pattern_words(trigger.journey))
+    elif trigger.journey is not None:
         parts.append("journey " + " → ".join(trigger.journey))
     if trigger.scroll_pct is not None:
         parts.append(f"scroll {trigger.scroll_pct:g}%")
@@ -158,3 +160,19 @@ def trigger_words(rule: Rule) -> str:
     if rule.location.include:
         text += " on " + ", ".join(rule.location.include)
     return text
+
+
+def _pattern_words(journey: JourneyPattern) -> list[str]:
+    """``journey a → b in 300 s, not via c``, ``3× */products/*``, ``return``."""
+    parts = []
+    if journey.steps is not None:
+        text = "journey " + " → ".join(journey.steps)
+        if journey.within is not None:
+            text += f" in {journey.within} s"
+        if journey.without is not None:
+            text += ", not via " + ", ".join(journey.without)
+        parts.append(text)
+    parts += [f"{count.at_least}× {count.glob}" for count in journey.min_views or ()]
+    if journey.returned:
+        parts.append("return")
+    return parts

@@ -16,7 +16,8 @@ from zoneinfo import ZoneInfo
 
 from schemas.rules import Rule, RuleSet
 from streams.core.journey import Journey, shadow_key
-from streams.core.matching import compile_audience, compile_globs, compile_journey, journey_matches
+from streams.core.matching import compile_audience, compile_globs
+from streams.core.patterns import PagesTest, compile_journey_test
 from streams.core.profile import Template
 from streams.core.timeframe import Window
 
@@ -40,7 +41,7 @@ class CompiledRule:
     dwell_ms: int | None
     session_ms: int | None
     pages: int | None
-    journey: tuple[Matcher, ...] | None
+    journey: PagesTest | None  # over the session's pages and their times
     scroll: float | None
     event: str | None
     text: Template
@@ -63,7 +64,7 @@ class CompiledRule:
             dwell_ms=_ms(trigger.dwell_seconds),
             session_ms=_ms(trigger.session_seconds),
             pages=trigger.pages_in_session,
-            journey=compile_journey(trigger.journey) if trigger.journey else None,
+            journey=compile_journey_test(trigger.journey) if trigger.journey else None,
             scroll=trigger.scroll_pct,
             event=trigger.event,
             text=Template.of(rule.message.text),
@@ -90,7 +91,7 @@ class CompiledRule:
             return None
         if self.event is not None and self.event not in journey.page_events:
             return None
-        if self.journey is not None and not journey_matches(self.journey, journey.pages):
+        if self.journey is not None and not self.journey(journey.pages, journey.page_ms):
             return None
         if not self.audience(profile)[0]:
             return None

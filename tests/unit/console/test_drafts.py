@@ -78,3 +78,19 @@ def test_a_rule_in_words() -> None:
         "location": "on */pricing*; except */pricing/faq",
         "trigger": "after 30 s on the page and after visiting */products/* then */pricing*",
     }
+
+
+def test_a_journey_object_in_words() -> None:
+    journey = {
+        "steps": ["*/products/*", "*/pricing*"],
+        "within": 300,
+        "without": ["*/support*", "*/help*"],
+        "min_views": [{"glob": "*/products/*", "at_least": 3}, {"glob": "*/cart", "at_least": 1}],
+        "returned": True,
+    }
+    (rule,) = parse_draft({"rules": [{**RULE, "trigger": {"journey": journey}}]})
+    assert in_words(rule)["trigger"] == (
+        "after visiting */products/* then */pricing* within 300 s, without */support* or "
+        "*/help* in between and after 3 views of */products/* and after 1 view of */cart "
+        "and on coming back to a page seen earlier in the session"
+    )
