@@ -18,7 +18,7 @@ from hypothesis import strategies as st
 
 from bench.clickstream import RULES_YAML, generate
 from schemas.events import validate_event
-from schemas.rules import RuleSet
+from schemas.rules import Rule, RuleSet
 from streams.backtest import Result, read_events, run
 from streams.core.engine import END, Limits, advance, tick
 from streams.core.journey import Journey
@@ -322,31 +322,90 @@ def test_declines_of_real_invitations_never_break_the_engine(
     check_outputs(result.decisions, result.invitations)
 
 
+def live(
+    events: list[dict[str, Any]], compiled: CompiledRules = RULES, *, stored: bool = False
+) -> list[dict[str, Any]]:
+    """The decisions of a live worker, sorted: when time passes a journey's wakeup before
+    its next event, tick it there; ``stored``: every journey is written to JSON and read
+    back after each step, as the worker's table does."""
+    journeys: dict[str, Journey] = {}
+    wakeups: dict[str, int | None] = {}
+    decisions: list[dict[str, Any]] = []
+
+    def keep(visitor: str, journey: Journey) -> None:
+        if stored:
+            journey = Journey.from_dict(orjson.loads(orjson.dumps(journey.to_dict())))
+        journeys[visitor] = journey
+
+    for data in events:
+        e = validate_event(data)
+        for visitor, journey in list(journeys.items()):
+            while (w := wakeups[visitor]) is not None and w < e.ts:
+                step = tick(journey, w, compiled, LIMITS)
+                decisions += step.decisions
+                wakeups[visitor] = step.wakeup
+            keep(visitor, journey)
+        journey, step = advance(journeys.get(e.visitor_id), e, compiled, LIMITS)
+        keep(e.visitor_id, journey)
+        decisions += step.decisions
+        wakeups[e.visitor_id] = step.wakeup
+    for journey in journeys.values():
+        decisions += tick(journey, END, compiled, LIMITS).decisions
+
+    def key(d: dict[str, Any]) -> tuple[str, str, str]:
+        return d["triggered_at"], d["visitor_id"], d["rule_id"]
+
+    return sorted(decisions, key=key)
+
+
 @PROPERTY
 @given(visits())
 def test_ticking_at_every_wakeup_between_events_changes_nothing(
     events: list[dict[str, Any]],
 ) -> None:
-    # As a live worker does: when time passes a journey's wakeup before its next event,
-    # tick it there. The output must be what the backtest writes.
-    journeys: dict[str, Journey] = {}
-    wakeups: dict[str, int | None] = {}
-    decisions: list[dict[str, Any]] = []
-    for data in events:
-        e = validate_event(data)
-        for visitor, journey in journeys.items():
-            while (w := wakeups[visitor]) is not None and w < e.ts:
-                step = tick(journey, w, RULES, LIMITS)
-                decisions += step.decisions
-                wakeups[visitor] = step.wakeup
-        journey, step = advance(journeys.get(e.visitor_id), e, RULES, LIMITS)
-        journeys[e.visitor_id] = journey
-        decisions += step.decisions
-        wakeups[e.visitor_id] = step.wakeup
-    for journey in journeys.values():
-        decisions += tick(journey, END, RULES, LIMITS).decisions
+    # As a live worker does. The output must be what the backtest writes.
+    assert live(events) == backtest(events).decisions
 
-    def key(d: dict[str, Any]) -> tuple[str, str, str]:
-        return d["triggered_at"], d["visitor_id"], d["rule_id"]
 
-    assert sorted(decisions, key=key) == backtest(events).decisions
+# The pages of URLS, and globs that match some of them.
+JOURNEY_GLOBS = ("*/pricing", "*/products/*", "*/about", "*")
+
+
+@st.composite
+def journey_rules(draw: st.DrawFn) -> CompiledRules:
+    """A few rules whose triggers are object-form journeys, every clause now and then."""
+    globs = st.sampled_from(JOURNEY_GLOBS)
+    made = []
+    for n in range(draw(st.integers(1, 3))):
+        steps = draw(st.none() | st.lists(globs, min_size=1, max_size=3))
+        two = steps is not None and len(steps) >= 2
+        views = st.fixed_dictionaries({"glob": globs, "at_least": st.integers(1, 3)})
+        pattern = {
+            "steps": steps,
+            "within": draw(st.sampled_from([None, 1, 5, 20, 60])) if two else None,
+            "without": draw(st.none() | st.lists(globs, min_size=1, max_size=2)) if two else None,
+            "min_views": draw(st.none() | st.lists(views, min_size=1, max_size=2)),
+            "returned": draw(st.sampled_from([None, True])),
+        }
+        journey = {k: v for k, v in pattern.items() if v is not None} or {"returned": True}
+        trigger: dict[str, Any] = {"journey": journey}
+        if draw(st.booleans()):
+            trigger["dwell_seconds"] = draw(st.sampled_from([1, 10]))
+        rule = {
+            "id": f"journey-{n}",
+            "priority": draw(st.integers(0, 2)),
+            "trigger": trigger,
+            "message": {"text": "J"},
+            "frequency": {"per_session": None},
+        }
+        made.append(Rule.model_validate(rule))
+    return CompiledRules.of(RuleSet.of(made))
+
+
+@PROPERTY
+@given(visits(), journey_rules())
+def test_object_form_journeys_fire_live_as_in_the_backtest(
+    events: list[dict[str, Any]], compiled: CompiledRules
+) -> None:
+    # Live: ticked at every wakeup, each journey stored and read back after every step.
+    assert live(events, compiled, stored=True) == backtest(events, compiled).decisions
