@@ -25,6 +25,7 @@ from __future__ import annotations
 import argparse
 import gc
 import os
+import resource
 import sys
 import time
 from typing import Any
@@ -85,6 +86,11 @@ def main(argv: list[str] | None = None) -> int:
             )
             took, after = time.perf_counter() - started, os.times()
             _report(processes, answer, took, before, after)
+        # Before the reference backtest, which holds every parsed event at once.
+        # ru_maxrss is in KiB on Linux; the children's is the largest child's.
+        own = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+        child = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
+        print(f"peak RSS: this process {own:.0f} MB (the lines included), a child {child:.0f} MB")
         before, started = os.times(), time.perf_counter()
         _backtest(lines, CompiledRules.of(in_force))
         took, after = time.perf_counter() - started, os.times()

@@ -1,17 +1,19 @@
 """The console's preview: a draft and the rules in force, side by side, over the same events.
 
-``run_preview`` is ``beckon backtest`` run twice over one input: the events are parsed
-once, ordered by event time (ties by input order), and fed to one ``streams.backtest``
-driver per rule set, so each set's figures are exactly what ``beckon backtest`` gives
-for it. ``read_recent`` reads that input back from the clickstream topic.
+``run_preview`` is ``beckon backtest`` run twice over one input: the events are run in
+event-time order (ties by input order), each parsed once and fed to one
+``streams.backtest`` driver per rule set, so each set's figures are exactly what
+``beckon backtest`` gives for it. ``read_recent`` reads that input back from the
+clickstream topic.
 
-Speed (docs/performance.md, "Console preview"): each line is parsed once, and the work
-is split by visitor, not by rule set. ``orjson`` finds each line's visitor id (a third
-of a full parse); then, where ``os.fork`` exists, a child process takes half of the
-visitors (the lines are inherited, not copied) and this process the other half. Each
-parses its lines and runs both sets over its visitors; a visitor's journey never looks
-at another's, so each half is exactly a backtest of those visitors, and the halves'
-figures add up. Parsing and both engines are then shared by the two cores.
+Speed and memory (docs/performance.md, "Console preview"): the work is split by
+visitor, not by rule set. A first pass with ``orjson`` (a third of a full parse) takes
+each line's visitor and time; then, where ``os.fork`` exists, a child process takes half
+of the visitors (the lines are inherited, not copied) and this process the other half.
+Each sorts its lines by time, then parses them one by one and feeds each event to both
+engines: parsed events are never held, only the journeys. A visitor's journey never
+looks at another's, so each half is exactly a backtest of its visitors, and the halves'
+figures add up.
 
 Errors (under ``schemas.errors.BeckonError``):
 
@@ -30,13 +32,13 @@ import signal
 import time
 from collections.abc import Callable, Iterable, Sequence
 from functools import partial
-from operator import itemgetter
 from typing import Any, Final
 
 import orjson
 
-from schemas.errors import BeckonError, BrokerError
-from schemas.events import ClickEvent
+from schemas.errors import BeckonError, BrokerError, InvalidEvent
+from schemas.events import parse_event
+from schemas.instants import parse_instant
 from streams.backtest import Result, _Driver, _parse_line
 from streams.clock import now_ms
 from streams.console.figures import add, figures, first, rows, samples
@@ -49,6 +51,7 @@ Cancelled = Callable[[], bool]
 
 CHECK_EVERY: Final = 20_000  # lines or events between progress reports and cancel checks
 MAX_BAD_EXAMPLES: Final = 5  # bad lines quoted in the answer; all are counted
+FIRST: Final = -(2**63)  # the time of a line that is no event: such lines are run first
 MIN_SPLIT: Final = 10_000  # lines below which one process does it all (a fork costs more)
 _POLL_S: Final = 0.1  # how often cancellation is checked while waiting for the child
 
@@ -59,9 +62,6 @@ class PreviewCancelled(BeckonError):
 
 class PreviewFailed(BeckonError):
     """A child process of the preview failed; the message says how."""
-
-
-Event = tuple[int, int, ClickEvent]  # (ts, line number, event), as streams.backtest has them
 
 
 def run_preview(
@@ -78,9 +78,8 @@ def run_preview(
     """Run ``draft`` and ``in_force`` over the JSON lines ``lines`` (events in any order).
 
     Returns the answer of ``POST /api/rules/preview`` (docs/console.md, "Preview").
-    ``progress(done, total)`` is called every ``CHECK_EVERY`` lines parsed and events run
-    (in this process's share): ``total`` is twice the number of lines (parsing, then the
-    engines). ``processes=1`` runs everything in this process.
+    ``progress(done, total)`` is called every ``CHECK_EVERY`` lines run in this process's
+    share, scaled to ``total``, the number of lines. ``processes=1`` runs everything here.
 
     The cyclic garbage collector is off during the run, as in ``beckon backtest``:
     events and journeys hold no cycles, and it would only rescan millions of objects.
@@ -91,9 +90,9 @@ def run_preview(
     gc.disable()
     try:
         lines = lines if isinstance(lines, Sequence) else list(lines)
-        steps.total = 2 * len(lines)
+        steps.total = max(len(lines), 1)
         processes = processes if hasattr(os, "fork") and len(lines) >= MIN_SPLIT else 1
-        shares = _route(lines, processes, steps) if processes > 1 else [range(len(lines))]
+        shares = _route(lines, processes, steps)
         work = partial(
             _share, lines, draft=draft, in_force=in_force, limits=limits, size=sample_size
         )
@@ -158,29 +157,53 @@ class _Steps:
             self.progress(self.total, self.total)
 
 
-def _route(lines: Sequence[bytes], processes: int, steps: _Steps) -> list[list[int]]:
-    """The line indices of each process: all the lines of one visitor go to one process,
-    so each can run both rule sets on its visitors alone, exactly as one backtest would.
+Key = tuple[int, int]  # (event time, line index): the order in which lines are run
 
-    ``orjson.loads`` is a third of a full parse. A line without a visitor id (a bad one)
-    goes to the first process, which counts it."""
-    shares: list[list[int]] = [[] for _ in range(processes)]
+
+def _route(lines: Sequence[bytes], processes: int, steps: _Steps) -> list[list[Key]]:
+    """Each process's lines, as (event time, line index): a visitor's lines all go to one
+    process, so each runs both rule sets on its visitors alone, as a backtest of them.
+
+    ``orjson.loads`` costs a third of a full parse and gives the visitor and the time
+    without keeping anything. A line it cannot read is parsed in full here (bad lines
+    only; JSON the model reads and orjson does not would otherwise be misplaced); a line
+    that is no event goes first, to the first process, which counts it."""
+    shares: list[list[Key]] = [[] for _ in range(processes)]
     loads, JSONDecodeError = orjson.loads, orjson.JSONDecodeError
     for start in range(0, len(lines), CHECK_EVERY):
         steps.check()
         for index in range(start, min(start + CHECK_EVERY, len(lines))):
             try:
-                visitor = loads(lines[index]).get("visitor_id")
-            except (JSONDecodeError, AttributeError):
-                visitor = None
+                data = loads(lines[index])
+                visitor, ts = data["visitor_id"], _epoch_ms(data["ts"])
+            except (JSONDecodeError, TypeError, KeyError, ValueError):
+                visitor, ts = _slowly(lines[index])
             # hash() of a str differs between interpreters, not between forks of one.
-            shares[hash(visitor) % processes if isinstance(visitor, str) else 0].append(index)
+            part = hash(visitor) % processes if isinstance(visitor, str) else 0
+            shares[part].append((ts, index))
     return shares
+
+
+def _epoch_ms(value: object) -> int:
+    """``ts`` as the event model reads it (``schemas.events``), or ValueError."""
+    if type(value) is int:
+        return value
+    if isinstance(value, str):
+        return parse_instant(value)
+    raise ValueError(value)
+
+
+def _slowly(line: bytes) -> tuple[str | None, int]:
+    try:
+        event = parse_event(line)
+    except InvalidEvent:
+        return None, FIRST
+    return event.visitor_id, event.ts
 
 
 def _share(
     lines: Sequence[bytes],
-    indices: Sequence[int],
+    keys: list[Key],
     steps: _Steps | None,
     *,
     draft: CompiledRules,
@@ -188,66 +211,39 @@ def _share(
     limits: Limits,
     size: int,
 ) -> dict[str, Any]:
-    """Both sets over the lines at ``indices``: counts, per-rule figures, draft samples."""
-    parsed = Result()
-    events = _parse(lines, indices, parsed, steps)
-    n = len(lines)
-    if steps is None:
-        ours = _drive(events, draft, limits, None)
-        theirs = _drive(events, in_force, limits, None)
-    else:
-        half = n // 2
-        ours = _drive(events, draft, limits, steps.share(n, half, len(events)))
-        theirs = _drive(events, in_force, limits, steps.share(n + half, n - half, len(events)))
+    """Both sets over the lines of ``keys``, in time order (ties: line order), each line
+    parsed once, fed to both engines, and let go (only the journeys stay in memory)."""
+    keys.sort()
+    parsed, events = Result(), 0
+    visitors: set[str] = set()
+    ours, theirs = _Driver(draft, limits, Result()), _Driver(in_force, limits, Result())
+    feed_ours, feed_theirs, seen = ours.feed, theirs.feed, visitors.add
+    report = None if steps is None else steps.share(0, steps.total, len(keys))
+    for start in range(0, len(keys), CHECK_EVERY):
+        if report is not None:
+            report(start)
+        for _, index in keys[start : start + CHECK_EVERY]:
+            event = _parse_line(index + 1, lines[index], parsed)
+            if event is not None:
+                feed_ours(event)
+                feed_theirs(event)
+                seen(event.visitor_id)
+                events += 1
+    mine = ours.finish(events)
     return {
-        "events": len(events),
-        "visitors": len({event.visitor_id for _, _, event in events}),
+        "events": events,
+        "visitors": len(visitors),
         "bad_lines": parsed.bad_lines,
         "bad_examples": [[_line_of(text), text] for text in parsed.bad_examples],
-        "draft": figures(ours),
-        "in_force": figures(theirs),
-        "samples": samples(ours, draft, size),
+        "draft": figures(mine),
+        "in_force": figures(theirs.finish(events)),
+        "samples": samples(mine, draft, size),
     }
 
 
 def _line_of(example: str) -> int:
     # "line 12: …", as streams.backtest words its examples: merged in line order.
     return int(example.split(":", 1)[0].removeprefix("line "))
-
-
-def _parse(
-    lines: Sequence[bytes], indices: Sequence[int], result: Result, steps: _Steps | None
-) -> list[Event]:
-    """Each line parsed once; the valid events in the engine's order: time, then line."""
-    events: list[Event] = []
-    append = events.append
-    report = None if steps is None else steps.share(0, len(lines), len(indices))
-    for start in range(0, len(indices), CHECK_EVERY):
-        if report is not None:
-            report(start)
-        for index in indices[start : start + CHECK_EVERY]:
-            event = _parse_line(index + 1, lines[index], result)
-            if event is not None:
-                append((event.ts, index + 1, event))
-    events.sort(key=itemgetter(0, 1))
-    return events
-
-
-def _drive(
-    events: list[Event],
-    rules: CompiledRules,
-    limits: Limits,
-    report: Callable[[int], None] | None,
-) -> Result:
-    """What ``streams.backtest.run`` does, over events already in order."""
-    driver = _Driver(rules, limits, Result())
-    feed = driver.feed
-    for start in range(0, len(events), CHECK_EVERY):
-        if report is not None:
-            report(start)
-        for _, _, event in events[start : start + CHECK_EVERY]:
-            feed(event)
-    return driver.finish(len(events))
 
 
 class _Child:
