@@ -40,6 +40,7 @@ from streams.console.auth import (
     new_token,
 )
 from streams.console.drafts import DraftError
+from streams.core.rulebook import RuleBook
 from streams.core.rules import CompiledRules
 from streams.dashboard import server as dashboard
 from streams.kafka.rules_topic import publish_rules, read_history, read_rules
@@ -95,6 +96,7 @@ class Console:
 
 
 CONSOLE: Final = web.AppKey("console", Console)
+PRINCIPAL: Final = web.RequestKey("principal", Principal)
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
@@ -136,7 +138,7 @@ def editor(handler: Handler) -> Handler:
         principal = _principal(request, change=True)
         if not principal.may_edit:
             raise _fail(403, f"{principal.name} is a viewer; publishing needs an editor")
-        request["principal"] = principal
+        request[PRINCIPAL] = principal
         return await handler(request)
 
     return wrapped
@@ -255,11 +257,15 @@ async def sign_out(request: web.Request) -> web.Response:
 # --- the rules ----------------------------------------------------------------------------
 
 
-async def _in_force(settings: Settings) -> RuleSet:
+async def _book(settings: Settings) -> RuleBook:
     try:
-        return (await asyncio.to_thread(read_rules, settings)).ruleset
+        return await asyncio.to_thread(read_rules, settings)
     except BeckonError as exc:
         raise _fail(503, str(exc)) from exc
+
+
+async def _in_force(settings: Settings) -> RuleSet:
+    return (await _book(settings)).ruleset
 
 
 async def _history(settings: Settings) -> list[dict[str, Any]]:
@@ -274,9 +280,7 @@ async def rules_in_force(request: web.Request) -> web.Response:
     """GET /api/rules: the set in force, its history entry and its funnel."""
     console = request.app[CONSOLE]
     settings = console.settings
-    book, history = await asyncio.gather(
-        asyncio.to_thread(read_rules, settings), _history(settings)
-    )
+    book, history = await asyncio.gather(_book(settings), _history(settings))
     ruleset = book.ruleset
     published = next((e for e in reversed(history) if e["version"] == ruleset.version), None)
     funnel = {row["rule_id"]: row for row in console.funnel()}
@@ -354,7 +358,7 @@ async def _publish(
     request: web.Request, ruleset: RuleSet, comment: str, action: str, expected: Any
 ) -> web.Response:
     settings = request.app[CONSOLE].settings
-    principal: Principal = request["principal"]
+    principal = request[PRINCIPAL]
     if isinstance(expected, str):
         in_force = await _in_force(settings)
         if in_force.version != expected:
