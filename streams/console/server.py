@@ -51,7 +51,7 @@ log = logging.getLogger(__name__)
 STATIC: Final = Path(__file__).resolve().parent / "static"
 COOKIE: Final = "beckon_session"
 MAX_BODY: Final = 256 * 1024 * 1024  # an uploaded recording for a preview
-MAX_JOBS: Final = 2  # previews at once; each takes a core
+MAX_JOBS: Final = 1  # previews at once: one takes both cores (streams.console.preview)
 
 
 class Job:
