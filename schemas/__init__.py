@@ -3,16 +3,19 @@
 events       ClickEvent (one model per type), the hot-path parser, the DLQ reasons
 rules        Rule, RulesFile, RuleSet and their loaders
 invitations  Invitation and Decision, the worker's outputs, the suppression reasons
+capacity     Capacity, a chat queue's capacity on ``beckon.capacity``
 instants     epoch milliseconds <-> RFC 3339 text
 templates    the ``{name|default}`` message template syntax
 errors       the exception tree
 generate     ``python -m schemas.generate`` writes the JSON Schema files in json/
 """
 
+from schemas.capacity import Capacity, parse_capacity
 from schemas.errors import (
     BeckonError,
     BrokerError,
     ConfigError,
+    InvalidCapacity,
     InvalidEvent,
     InvalidInput,
     InvalidRules,
@@ -51,6 +54,7 @@ from schemas.invitations import (
 )
 from schemas.rules import (
     EMPTY_RULES,
+    CapacityNeed,
     Frequency,
     Location,
     Message,
@@ -78,6 +82,8 @@ __all__ = [
     "SUPPRESSION_REASONS",
     "BeckonError",
     "BrokerError",
+    "Capacity",
+    "CapacityNeed",
     "ClickEvent",
     "ConfigError",
     "Custom",
@@ -86,6 +92,7 @@ __all__ = [
     "ExitIntent",
     "Frequency",
     "Identify",
+    "InvalidCapacity",
     "InvalidEvent",
     "InvalidInput",
     "InvalidRules",
@@ -111,6 +118,7 @@ __all__ = [
     "invitation_to_json",
     "load_rules",
     "load_rules_file",
+    "parse_capacity",
     "parse_decision",
     "parse_event",
     "parse_instant",

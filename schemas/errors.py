@@ -3,7 +3,8 @@
     BeckonError
     ├── InvalidInput            bad data from outside; names the field and what is accepted
     │   ├── InvalidEvent        a ClickEvent that does not parse or validate
-    │   └── InvalidRules        a rules file (or rules message) that does not validate
+    │   ├── InvalidRules        a rules file (or rules message) that does not validate
+    │   └── InvalidCapacity     a capacity record that does not validate
     ├── ConfigError             a setting that cannot work (names the BECKON_ variable)
     └── BrokerError             the local Kafka broker could not be set up, started or reached
 
@@ -41,6 +42,10 @@ class InvalidEvent(InvalidInput):
 
 class InvalidRules(InvalidInput):
     """A rules file or rules message that does not validate; rules in force stay in force."""
+
+
+class InvalidCapacity(InvalidInput):
+    """A capacity record (``beckon.capacity``, ``backtest --capacity``) that does not validate."""
 
 
 class ConfigError(BeckonError):

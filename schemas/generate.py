@@ -19,6 +19,7 @@ import orjson
 from pydantic import TypeAdapter
 
 from schemas.aggregates import PAGE_DWELL
+from schemas.capacity import CAPACITY
 from schemas.events import CLICK_EVENT
 from schemas.invitations import DECISION, INVITATION
 from schemas.rules import Rule, RulesFile
@@ -34,6 +35,7 @@ _SOURCES: dict[str, tuple[str, TypeAdapter[Any]]] = {
     "invitation.schema.json": ("Invitation", INVITATION),
     "decision.schema.json": ("Decision", DECISION),
     "page_dwell.schema.json": ("PageDwell", PAGE_DWELL),
+    "capacity.schema.json": ("Capacity", CAPACITY),
 }
 
 

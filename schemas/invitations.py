@@ -101,6 +101,7 @@ class Suppression(StrEnum):
     MIN_GAP = "min_gap"
     AFTER_DECLINE = "after_decline"
     LOWER_PRIORITY = "lower_priority"
+    NO_CAPACITY = "no_capacity"  # the rule's queue lacks capacity (its capacity clause)
 
 
 SUPPRESSION_REASONS: Final[tuple[str, ...]] = tuple(reason.value for reason in Suppression)
@@ -113,7 +114,13 @@ class Decision(_Output):
 
     outcome: Literal["invited", "suppressed", "shadow"]
     # validate_default: a missing reason must still be checked against the outcome.
-    reason: str | None = Field(default=None, validate_default=True)
+    reason: str | None = Field(
+        default=None,
+        validate_default=True,
+        description="null when invited; else why it was (or, for shadow, would have been) "
+        "suppressed. Reasons today: " + ", ".join(SUPPRESSION_REASONS) + "; new ones may "
+        "be added, so accept reasons not listed here",
+    )
     rules_version: str | None = None
 
     @field_validator("reason")

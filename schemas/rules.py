@@ -54,6 +54,7 @@ __all__ = [
     "JOURNEY_PAGES",
     "OPERATORS",
     "TRIGGER_CONDITIONS",
+    "CapacityNeed",
     "Frequency",
     "JourneyPattern",
     "JourneyTrigger",
@@ -121,6 +122,17 @@ class Frequency(FrozenModel):
     after_decline_days: int | None = Field(default=None, ge=0)
 
 
+class CapacityNeed(FrozenModel):
+    """What the rule's queue must have at the decision's instant (docs/contract.md,
+    "Capacity"); a clause with no field still asks for one free slot."""
+
+    min_free: int = Field(default=1, ge=0, description="at least this many free slots")
+    max_wait_s: float | None = Field(
+        default=None, ge=0, description="an expected wait of at most this many seconds"
+    )
+    min_agents: int | None = Field(default=None, ge=0, description="at least this many agents")
+
+
 class Rule(FrozenModel):
     """One targeting rule, as in a rules file or one message on the rules topic."""
 
@@ -137,6 +149,8 @@ class Rule(FrozenModel):
     holdout_pct: Percent = 0
     # shadow: decided and recorded as outcome "shadow", never sent (docs/contract.md).
     mode: Literal["live", "shadow"] = "live"
+    # Invite only when the queue can answer; suppressed as no_capacity otherwise.
+    capacity: CapacityNeed | None = None
 
 
 class RulesFile(FrozenModel):
@@ -297,6 +311,7 @@ _SECTIONS: Final[dict[str, type[BaseModel]]] = {
     "trigger": Trigger,
     "message": Message,
     "frequency": Frequency,
+    "capacity": CapacityNeed,
 }
 
 

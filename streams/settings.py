@@ -113,6 +113,9 @@ class Settings(BaseSettings):
     topic_dwell: Topics[str] = Field(
         "beckon.dwell", description="dwell aggregates per page and window (compacted)"
     )
+    topic_capacity: Topics[str] = Field(
+        "beckon.capacity", description="chat queues' capacity, keyed by queue (compacted)"
+    )
     partitions: Topics[int] = Field(8, ge=1, le=10_000, description="partitions of new topics")
     replication_factor: Topics[int] = Field(1, ge=1, le=32, description="replication of new topics")
 
@@ -137,6 +140,17 @@ class Settings(BaseSettings):
         gt=0,
         description="a visitor gone this long starts anew and its journey is "
         "deleted (longer when a rule's after_decline_days is)",
+    )
+    capacity_delay_s: Engine[float] = Field(
+        5.0,
+        ge=0,
+        description="a decision at t sees the latest capacity measured at or before t - this",
+    )
+    capacity_max_age_s: Engine[float] = Field(
+        120.0, gt=0, description="capacity older than this at the decision is unknown"
+    )
+    capacity_unknown: Engine[Literal["allow", "deny"]] = Field(
+        "allow", description="unknown capacity: allow (a capacity rule may invite) or deny"
     )
 
     # --- The worker (beckon worker) -------------------------------------------------------
@@ -292,6 +306,11 @@ class Settings(BaseSettings):
             )
         if self.broker_port == self.controller_port:
             raise ValueError("broker_port and controller_port must differ")
+        if self.capacity_max_age_s < self.capacity_delay_s:
+            raise ValueError(
+                f"capacity_max_age_s ({self.capacity_max_age_s}) must be at least "
+                f"capacity_delay_s ({self.capacity_delay_s}): every capacity would be unknown"
+            )
         return self
 
     @property
@@ -335,6 +354,9 @@ class Settings(BaseSettings):
             ttl_ms=round(self.invitation_ttl_s * 1000),
             window_ms=self.dwell_window_s * 1000,
             journey_ttl_ms=round(self.journey_ttl_days * 86_400_000),
+            capacity_delay_ms=round(self.capacity_delay_s * 1000),
+            capacity_max_age_ms=round(self.capacity_max_age_s * 1000),
+            capacity_unknown_allows=self.capacity_unknown == "allow",
         )
 
     def rocksdb_options(self) -> dict[str, int]:

@@ -21,6 +21,10 @@ priority wins (ties: rule id) and the others are suppressed as ``lower_priority`
 winner is then checked in this order: ``holdout``, ``after_decline``, ``per_session``,
 ``per_day``, ``min_gap``; the first that applies is the reason it is suppressed.
 
+A rule with a ``capacity`` clause is checked last, after ``min_gap``: its queue's capacity
+at the instant is the as-of lookup of ``streams.core.capacity`` in the ``CapacityView`` the
+driver passes (none: unknown everywhere); ``no_capacity`` when it does not hold.
+
 A rule with ``mode: shadow`` is decided but never sent: its decision's outcome is
 ``shadow``, with the reason it would have been suppressed or null. Live rules rank among
 live rules only, so a shadow rule never changes what a live rule does; a shadow rule
@@ -35,9 +39,11 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Final, NamedTuple
 
+from schemas.capacity import Capacity
 from schemas.events import ClickEvent, InvitationResponse
 from schemas.instants import format_instant
 from schemas.invitations import Suppression
+from streams.core.capacity import CapacityView, capacity_at, facts, has_capacity
 from streams.core.dwell import DEFAULT_WINDOW_MS, Contribution, observe
 from streams.core.journey import (
     Journey,
@@ -69,6 +75,11 @@ class Limits:
     ttl_ms: int = 60_000
     window_ms: int = DEFAULT_WINDOW_MS  # dwell aggregates' window
     journey_ttl_ms: int = 30 * _DAY_MS  # a visitor gone longer starts anew (see horizon)
+    # capacity clauses: the record measured at least delay before the instant counts,
+    # unless older than max_age at the instant; then unknown, which allows or denies
+    capacity_delay_ms: int = 5_000
+    capacity_max_age_ms: int = 120_000
+    capacity_unknown_allows: bool = True
 
 
 class Step(NamedTuple):
@@ -83,9 +94,16 @@ class Step(NamedTuple):
 
 
 def advance(
-    journey: Journey | None, event: ClickEvent, rules: CompiledRules, limits: Limits
+    journey: Journey | None,
+    event: ClickEvent,
+    rules: CompiledRules,
+    limits: Limits,
+    capacity: CapacityView | None = None,
 ) -> tuple[Journey, Step]:
-    """Fold one event into the visitor's journey (created on its first event)."""
+    """Fold one event into the visitor's journey (created on its first event).
+
+    ``capacity``: the queues' capacity records so far, for rules with a capacity clause
+    (None: unknown for every queue)."""
     if journey is None:
         journey = Journey(event.visitor_id, event.site_id)
     decisions: list[dict[str, Any]] = []
@@ -98,7 +116,7 @@ def advance(
     if journey.pending_version != rules.version:
         _plan(journey, rules, journey.clock)
     if journey.pending and journey.pending[0][0] < t:  # most events have nothing due
-        _fire(journey, rules, limits, t, decisions, invitations, inclusive=False)
+        _fire(journey, rules, limits, t, decisions, invitations, capacity, inclusive=False)
     if journey.clock >= 0 and t - journey.clock > horizon(rules, limits):
         # Gone longer than the horizon: the visitor starts anew, as if never seen. The
         # worker deletes such journeys from its table; the backtest forgets them too.
@@ -124,13 +142,19 @@ def advance(
     return journey, Step(decisions, invitations, wakeup(journey, limits), pages, answers)
 
 
-def tick(journey: Journey, now: int, rules: CompiledRules, limits: Limits) -> Step:
+def tick(
+    journey: Journey,
+    now: int,
+    rules: CompiledRules,
+    limits: Limits,
+    capacity: CapacityView | None = None,
+) -> Step:
     """Fire every rule instant up to and including ``now``."""
     decisions: list[dict[str, Any]] = []
     invitations: list[dict[str, Any]] = []
     if journey.pending_version != rules.version:
         _plan(journey, rules, journey.clock)
-    _fire(journey, rules, limits, now, decisions, invitations, inclusive=True)
+    _fire(journey, rules, limits, now, decisions, invitations, capacity, inclusive=True)
     return Step(decisions, invitations, wakeup(journey, limits))
 
 
@@ -170,6 +194,7 @@ def _fire(
     limit: int,
     decisions: list[dict[str, Any]],
     invitations: list[dict[str, Any]],
+    capacity: CapacityView | None,
     *,
     inclusive: bool,
 ) -> None:
@@ -181,7 +206,7 @@ def _fire(
             return
         group = [rules.by_id[r] for t, r in journey.pending if t == at and r in rules.by_id]
         journey.pending = [p for p in journey.pending if p[0] != at]
-        _decide(journey, group, at, rules.version, limits, decisions, invitations)
+        _decide(journey, group, at, rules.version, limits, decisions, invitations, capacity)
 
 
 def _decide(
@@ -192,6 +217,7 @@ def _decide(
     limits: Limits,
     decisions: list[dict[str, Any]],
     invitations: list[dict[str, Any]],
+    capacity: CapacityView | None,
 ) -> None:
     """Record the rules that fire together at ``t``: one live rule may invite, the other
     live rules are suppressed; each shadow rule is judged as if it were live, and sends
@@ -211,7 +237,13 @@ def _decide(
         # a shadow rule ranks among all the rules firing at t.
         lost = rank > 0 if rule.shadow else live_ranked
         live_ranked = live_ranked or not rule.shadow
-        reason = Suppression.LOWER_PRIORITY if lost else _suppressed(journey, rule, t, day, limits)
+        seen = None
+        if rule.capacity is not None:  # what its queue had at t (None: unknown)
+            seen = capacity_at(capacity, rule.rule.queue, t, limits.capacity_delay_ms,
+                               limits.capacity_max_age_ms)  # fmt: skip
+        reason = (
+            Suppression.LOWER_PRIORITY if lost else _suppressed(journey, rule, t, day, limits, seen)
+        )
         decision = {
             "invitation_id": invitation_id,
             "visitor_id": journey.visitor_id,
@@ -231,12 +263,17 @@ def _decide(
         if rule.shadow:  # its own caps only: min_gap and the live rules never see it
             remember_would_send(journey, rule.sent_key, day)
         else:
-            invitations.append(_invitation(journey, rule, t, decision, limits))
+            invitations.append(_invitation(journey, rule, t, decision, limits, seen))
             remember_sent(journey, invitation_id, rule.id, t, day)
 
 
 def _suppressed(
-    journey: Journey, rule: CompiledRule, t: int, day: str, limits: Limits
+    journey: Journey,
+    rule: CompiledRule,
+    t: int,
+    day: str,
+    limits: Limits,
+    seen: Capacity | None,
 ) -> Suppression | None:
     """Why the winning rule may not invite now, or None (for a shadow rule: why it
     would not, its caps counting its own would-be sends)."""
@@ -261,6 +298,10 @@ def _suppressed(
             return Suppression.PER_DAY
     if journey.last_sent >= 0 and t - journey.last_sent < limits.min_gap_ms:
         return Suppression.MIN_GAP
+    if rule.capacity is not None and not has_capacity(
+        rule.capacity, seen, unknown_allows=limits.capacity_unknown_allows
+    ):
+        return Suppression.NO_CAPACITY
     return None
 
 
@@ -270,7 +311,12 @@ def _local_day(rule: CompiledRule, t: int) -> str:
 
 
 def _invitation(
-    journey: Journey, rule: CompiledRule, t: int, decision: dict[str, Any], limits: Limits
+    journey: Journey,
+    rule: CompiledRule,
+    t: int,
+    decision: dict[str, Any],
+    limits: Limits,
+    seen: Capacity | None,
 ) -> dict[str, Any]:
     profile = journey.profile()
     locale = pick_locale(profile.get("language"), rule.locales)
@@ -290,6 +336,8 @@ def _invitation(
             "page_events": list(journey.page_events),
             "audience": rule.audience(profile)[1],
             "rules_version": decision["rules_version"],
+            # only for a rule with a capacity clause: what its queue had (null: unknown)
+            **({"capacity": facts(seen)} if rule.capacity is not None else {}),
         },
     }
 

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from schemas.rules import Rule, RuleSet
+from schemas.rules import CapacityNeed, Rule, RuleSet
 from streams.core.journey import Journey, shadow_key
 from streams.core.matching import compile_audience, compile_globs
 from streams.core.patterns import PagesTest, compile_journey_test
@@ -46,6 +46,7 @@ class CompiledRule:
     event: str | None
     text: Template
     locales: dict[str, Template]
+    capacity: CapacityNeed | None  # what its queue must have when it fires
 
     @classmethod
     def of(cls, rule: Rule) -> CompiledRule:
@@ -69,6 +70,7 @@ class CompiledRule:
             event=trigger.event,
             text=Template.of(rule.message.text),
             locales={tag: Template.of(text) for tag, text in rule.message.locales.items()},
+            capacity=rule.capacity,
         )
 
     def on_page(self, path: str) -> bool:

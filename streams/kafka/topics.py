@@ -16,6 +16,10 @@ from streams.settings import Settings
 
 log = logging.getLogger(__name__)
 
+# Two hours: more than a worker's capacity history (max age + delay + the one-hour margin
+# of streams.core.capacity) at the default settings.
+CAPACITY_COMPACTION_LAG_MS = 2 * 3_600_000
+
 
 @dataclass(frozen=True)
 class TopicSpec:
@@ -46,6 +50,14 @@ def contract_topics(settings: Settings) -> list[TopicSpec]:
         TopicSpec(settings.topic_dwell_updates, n, {"retention.ms": str(24 * 3600 * 1000)}),
         # The merged aggregate of each page and window: compaction keeps the latest.
         TopicSpec(settings.topic_dwell, n, {"cleanup.policy": "compact"}),
+        # Each queue's capacity, keyed by queue. Compaction keeps the latest per queue, but
+        # never within CAPACITY_COMPACTION_LAG_MS: a worker that starts reads the recent
+        # history its decisions look up (docs/contract.md, "Capacity").
+        TopicSpec(
+            settings.topic_capacity,
+            1,
+            {"cleanup.policy": "compact", "min.compaction.lag.ms": str(CAPACITY_COMPACTION_LAG_MS)},
+        ),
     ]
 
 

@@ -288,7 +288,8 @@ def _settings_read_by(handler: Callable[..., Any]) -> set[str]:
 def test_the_source_scan_sees_what_the_settings_methods_read() -> None:
     assert _method_reads()["limits"] == {
         "session_timeout_s", "presence_timeout_s", "min_gap_s", "invitation_ttl_s",
-        "dwell_window_s", "journey_ttl_days",
+        "dwell_window_s", "journey_ttl_days", "capacity_delay_s", "capacity_max_age_s",
+        "capacity_unknown",
     }  # fmt: skip
     assert {"sasl_password", "ssl_keyfile"} <= _method_reads()["aiokafka_config"]
     assert _method_reads()["data_path"] == {"data_dir", "home"}

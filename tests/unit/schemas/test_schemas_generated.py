@@ -16,6 +16,7 @@ EXPECTED = {
     "invitation.schema.json",
     "decision.schema.json",
     "page_dwell.schema.json",
+    "capacity.schema.json",
 }
 
 
