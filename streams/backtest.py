@@ -5,6 +5,11 @@ file order), drives ``streams.core.engine`` exactly as the live worker does, fir
 is still pending at the end, and returns the invitations and decisions in the order of
 their instants. Lines that are not valid events are counted and kept as examples,
 never fatal.
+
+With ``--capacity`` it also reads a JSON-lines file of capacity records (as published on
+``beckon.capacity``) into one ``CapacityView`` with the whole history, so every decision
+finds the record it found live: the latest measured ``capacity_delay`` before its
+instant (``streams.core.capacity``). Bad capacity lines are counted and quoted too.
 """
 
 from __future__ import annotations
@@ -17,8 +22,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
-from schemas.errors import InvalidEvent
+from schemas.capacity import parse_capacity
+from schemas.errors import InvalidCapacity, InvalidEvent
 from schemas.events import ClickEvent, parse_event
+from streams.core.capacity import CapacityView
 from streams.core.engine import END, Limits, Step, advance, horizon, tick
 from streams.core.journey import Journey
 from streams.core.rules import CompiledRules
@@ -35,6 +42,9 @@ class Result:
     bad_lines: int = 0
     bad_examples: list[str] = field(default_factory=list)
     visitors: int = 0
+    capacity_records: int = 0
+    bad_capacity_lines: int = 0
+    bad_capacity_examples: list[str] = field(default_factory=list)
 
 
 def read_events(lines: Iterable[bytes], result: Result) -> list[tuple[int, int, ClickEvent]]:
@@ -60,11 +70,36 @@ def _parse_line(number: int, line: bytes, result: Result) -> ClickEvent | None:
         return None
 
 
+def read_capacity(lines: Iterable[bytes], result: Result) -> CapacityView:
+    """Every valid capacity record of the lines, in one view that keeps them all (a bad
+    line is counted, and quoted if among the first ``MAX_EXAMPLES``)."""
+    view = CapacityView(keep_ms=None)
+    for number, line in enumerate(lines, 1):
+        if not line.strip():
+            continue
+        try:
+            view.add(parse_capacity(line))
+        except InvalidCapacity as exc:
+            result.bad_capacity_lines += 1
+            if len(result.bad_capacity_examples) < MAX_EXAMPLES:
+                result.bad_capacity_examples.append(f"line {number}: {exc}")
+            continue
+        result.capacity_records += 1
+    return view
+
+
 class _Driver:
     """Feeds events, in time order, to the engine, one journey per visitor."""
 
-    def __init__(self, rules: CompiledRules, limits: Limits, result: Result) -> None:
+    def __init__(
+        self,
+        rules: CompiledRules,
+        limits: Limits,
+        result: Result,
+        capacity: CapacityView | None = None,
+    ) -> None:
         self.rules, self.limits, self.result = rules, limits, result
+        self.capacity = capacity
         self.journeys: dict[str, Journey] = {}
         self.fed = 0
         self.started = 0  # journeys begun: a visitor back after the horizon begins anew
@@ -72,7 +107,7 @@ class _Driver:
     def feed(self, event: ClickEvent) -> None:
         journeys = self.journeys
         known = journeys.get(event.visitor_id)
-        journey, step = advance(known, event, self.rules, self.limits)
+        journey, step = advance(known, event, self.rules, self.limits, self.capacity)
         if journey is not known:
             self.started += 1
             journeys[event.visitor_id] = journey
@@ -89,7 +124,7 @@ class _Driver:
         oldest = now - horizon(self.rules, self.limits)
         gone = [v for v, journey in self.journeys.items() if journey.clock < oldest]
         for visitor in gone:
-            self._add(tick(self.journeys.pop(visitor), END, self.rules, self.limits))
+            self._add(tick(self.journeys.pop(visitor), END, self.rules, self.limits, self.capacity))
 
     def _add(self, step: Step) -> None:
         self.result.decisions += step.decisions
@@ -99,7 +134,7 @@ class _Driver:
         # The input ends; time goes on: every instant still pending fires.
         result = self.result
         for journey in self.journeys.values():
-            self._add(tick(journey, END, self.rules, self.limits))
+            self._add(tick(journey, END, self.rules, self.limits, self.capacity))
         result.events = events
         result.visitors = self.started
         result.decisions.sort(key=_output_order)
@@ -113,10 +148,11 @@ def run(
     limits: Limits,
     result: Result,
     progress: Callable[[int], None] | None = None,
+    capacity: CapacityView | None = None,
 ) -> Result:
     """Drive the engine over ``events`` (any order) and fill ``result``."""
     events.sort(key=_time_then_line)
-    driver = _Driver(rules, limits, result)
+    driver = _Driver(rules, limits, result, capacity)
     for n, (_, _, event) in enumerate(events, 1):
         driver.feed(event)
         if progress is not None and n % 50_000 == 0:
@@ -137,38 +173,62 @@ class _OutOfOrder(Exception):
 
 
 def backtest_file(
-    path: Path, rules: CompiledRules, limits: Limits, *, show_progress: bool
+    path: Path,
+    rules: CompiledRules,
+    limits: Limits,
+    *,
+    show_progress: bool,
+    capacity: Path | None = None,
 ) -> Result:
-    """Run the backtest over a JSON-lines file.
+    """Run the backtest over a JSON-lines file (and a JSON-lines file of capacity records).
 
     A file already in time order (the usual recording) streams through the engine with
     only the journeys in memory; otherwise it is read again, whole, and sorted.
     """
+    start = Result()
+    view = None
+    if capacity is not None:
+        with capacity.open("rb") as handle:
+            view = read_capacity(handle, start)
     # Events and journeys hold no reference cycles: the cyclic collector would only
     # rescan millions of live objects (measured: a third of the run time).
     gc.disable()
     try:
         try:
-            return _stream(
-                path, rules, limits, Progress(path.stat().st_size, enabled=show_progress)
-            )
+            bar = Progress(path.stat().st_size, enabled=show_progress)
+            return _stream(path, rules, limits, bar, _copy(start), view)
         except _OutOfOrder:
             pass
-        result = Result()
+        result = _copy(start)
         bar = Progress(path.stat().st_size, enabled=show_progress)
         with path.open("rb") as handle:
             events = read_events(bar.lines(handle), result)
         bar.phase("engine", len(events))
-        run(events, rules, limits, result, progress=bar.update if bar.enabled else None)
+        run(events, rules, limits, result, bar.update if bar.enabled else None, view)
         bar.done()
         return result
     finally:
         gc.enable()
 
 
-def _stream(path: Path, rules: CompiledRules, limits: Limits, bar: Progress) -> Result:
-    result = Result()
-    driver = _Driver(rules, limits, result)
+def _copy(start: Result) -> Result:
+    """A fresh result that keeps what reading the capacity file counted."""
+    return Result(
+        capacity_records=start.capacity_records,
+        bad_capacity_lines=start.bad_capacity_lines,
+        bad_capacity_examples=list(start.bad_capacity_examples),
+    )
+
+
+def _stream(
+    path: Path,
+    rules: CompiledRules,
+    limits: Limits,
+    bar: Progress,
+    result: Result,
+    capacity: CapacityView | None,
+) -> Result:
+    driver = _Driver(rules, limits, result, capacity)
     latest, count = -(2**63), 0
     with path.open("rb") as handle:
         for number, line in enumerate(bar.lines(handle), 1):
@@ -248,4 +308,10 @@ def summary(result: Result, rules: CompiledRules) -> str:
         f"{len(result.invitations)} invitations, rules version {rules.version}"
     )
     rows += [f"  bad {example}" for example in result.bad_examples]
+    if result.capacity_records or result.bad_capacity_lines:
+        rows.append(
+            f"{result.capacity_records} capacity records, "
+            f"{result.bad_capacity_lines} bad capacity lines"
+        )
+        rows += [f"  bad capacity {example}" for example in result.bad_capacity_examples]
     return "\n".join(rows)

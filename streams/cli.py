@@ -227,7 +227,13 @@ def cmd_backtest(args: argparse.Namespace, settings: Settings) -> int:
     from streams.core.rules import CompiledRules
 
     rules = CompiledRules.of(load_rules_file(args.rules))
-    result = backtest_file(Path(args.events), rules, settings.limits(), show_progress=True)
+    for flag, name in (("--events", args.events), ("--capacity", args.capacity)):
+        if name is not None and not Path(name).is_file():
+            raise ConfigError(f"{flag}: no such file: {name}")
+    capacity = Path(args.capacity) if args.capacity else None
+    result = backtest_file(
+        Path(args.events), rules, settings.limits(), show_progress=True, capacity=capacity
+    )
     _write_lines(args.out, result.invitations, orjson.dumps)
     if args.decisions:
         _write_lines(args.decisions, result.decisions, orjson.dumps)
@@ -399,6 +405,11 @@ def build_parser() -> argparse.ArgumentParser:
     bt.add_argument("--events", required=True, help="events, JSON lines, any order")
     bt.add_argument("--out", help="invitations as JSON lines [standard output]")
     bt.add_argument("--decisions", help="every decision as JSON lines")
+    bt.add_argument(
+        "--capacity",
+        help="capacity records, JSON lines, any order, as on the capacity topic "
+        "[none: every queue's capacity is unknown]",
+    )
 
     topics_p = sub.add_parser("topics", help="the contract's topics")
     topics_sub = topics_p.add_subparsers(dest="action", required=True, metavar="ACTION")

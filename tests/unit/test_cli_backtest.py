@@ -22,12 +22,14 @@ rules:
 T0 = 1_764_583_200_000  # 2025-12-01T10:00:00Z
 
 
-def _event(n: int, kind: str, ts: int, url: str = "https://shop.example/pricing") -> bytes:
+def _event(
+    n: int, kind: str, ts: int, url: str = "https://shop.example/pricing", visitor: str = "v1"
+) -> bytes:
     return orjson.dumps(
         {
             "event_id": f"e{n}",
             "type": kind,
-            "visitor_id": "v1",
+            "visitor_id": visitor,
             "site_id": "shop",
             "ts": ts,
             "url": url,
@@ -125,3 +127,44 @@ def test_a_file_in_time_order_streams_and_a_shuffled_one_gives_the_same_output(
     assert streamed.invitations == sorted_.invitations
     assert streamed.decisions == sorted_.decisions
     assert (streamed.events, streamed.visitors) == (sorted_.events, sorted_.visitors)
+
+
+def test_backtest_with_capacity_suppresses_where_the_queue_had_none(tmp_path: Path) -> None:
+    rules, events, capacity = (tmp_path / n for n in ("r.yaml", "e.jsonl", "c.jsonl"))
+    rules.write_text(RULES.replace("queue: sales", "queue: sales\n    capacity: {min_free: 1}"))
+    # Visitor v1 fires at T0 + 30 s, when sales has no free slot; v2 at T0 + 90 s, once
+    # a slot came back at T0 + 60 s (seen from T0 + 65 s, after the 5 s delay).
+    lines = [_event(1, "page_view", T0), _event(2, "page_ping", T0 + 20_000)]
+    lines += [_event(1, "page_view", T0 + 60_000, visitor="v2"),
+              _event(2, "page_ping", T0 + 80_000, visitor="v2")]  # fmt: skip
+    events.write_bytes(b"\n".join(lines) + b"\n")
+    record = {"queue": "sales", "agents_online": 1, "free_slots": 0, "measured_at": T0 - 1000}
+    capacity.write_bytes(
+        orjson.dumps({**record, "free_slots": 1, "measured_at": T0 + 60_000}) + b"\n"
+        + orjson.dumps(record) + b'\n{"queue": "sales", "free_slots": -1}\n'
+    )  # fmt: skip
+    out, decisions = tmp_path / "out.jsonl", tmp_path / "decisions.jsonl"
+
+    done = _beckon("backtest", "--rules", str(rules), "--events", str(events), "--capacity",
+                   str(capacity), "--out", str(out), "--decisions", str(decisions))  # fmt: skip
+
+    assert done.returncode == 0, done.stderr
+    made = [DECISION.validate_json(line) for line in decisions.read_bytes().splitlines()]
+    assert [(d.visitor_id, d.triggered_at[11:19], d.reason) for d in made] == [
+        ("v1", "10:00:30", "no_capacity"),
+        ("v2", "10:01:30", None),
+    ]
+    [invitation] = [INVITATION.validate_json(line) for line in out.read_bytes().splitlines()]
+    assert invitation.visitor_id == "v2"
+    assert "2 capacity records, 1 bad capacity lines" in done.stderr
+    assert "bad capacity line 3: capacity: agents_online: is required" in done.stderr
+
+
+def test_a_missing_capacity_file_is_named(tmp_path: Path) -> None:
+    rules, events = tmp_path / "rules.yaml", tmp_path / "events.jsonl"
+    rules.write_text(RULES)
+    events.write_bytes(_event(1, "page_view", T0) + b"\n")
+    done = _beckon("backtest", "--rules", str(rules), "--events", str(events),
+                   "--capacity", str(tmp_path / "nope.jsonl"))  # fmt: skip
+    assert done.returncode == 2
+    assert "--capacity: no such file" in done.stderr
