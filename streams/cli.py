@@ -254,6 +254,7 @@ def _write_lines(target: str | None, records: list[Any], dumps: Callable[[Any], 
 def cmd_worker(args: argparse.Namespace, settings: Settings) -> int:
     from schemas.rules import load_rules_file
     from streams.core.rules import CompiledRules
+    from streams.kafka.capacity_topic import CapacityInForce
     from streams.kafka.rules_topic import RulesInForce, read_rules
     from streams.worker.pipeline import run_worker
 
@@ -265,7 +266,9 @@ def cmd_worker(args: argparse.Namespace, settings: Settings) -> int:
     else:
         rules = RulesInForce(settings, read_rules(settings))
         print(f"rules from {settings.topic_rules}: version {rules().version}", file=sys.stderr)
-    run_worker(settings, rules, loglevel="debug" if args.verbose else "info")
+    capacity = CapacityInForce.read(settings)
+    print(f"capacity from {settings.topic_capacity}: {capacity.view!r}", file=sys.stderr)
+    run_worker(settings, rules, loglevel="debug" if args.verbose else "info", capacity=capacity)
     return 0
 
 

@@ -22,7 +22,8 @@ from __future__ import annotations
 from bisect import bisect_left, bisect_right
 from typing import Final
 
-from schemas.capacity import Capacity
+from schemas.capacity import Capacity, parse_capacity
+from schemas.errors import InvalidCapacity
 from schemas.instants import format_instant
 from schemas.rules import CapacityNeed
 
@@ -39,26 +40,51 @@ class CapacityView:
     None keeps everything (the backtest, whose input is a file).
     """
 
-    __slots__ = ("_records", "_times", "fed", "keep_ms")
+    __slots__ = ("_records", "_times", "fed", "keep_ms", "refused")
 
     def __init__(self, keep_ms: int | None = None) -> None:
         self.keep_ms = keep_ms
         self._times: dict[str, list[int]] = {}
         self._records: dict[str, list[Capacity]] = {}
         self.fed = 0
+        self.refused = 0
 
     def add(self, record: Capacity) -> None:
-        """Feed one record (in any order: it is placed by its ``measured_at``)."""
+        """Feed one record (in any order: it is placed by its ``measured_at``). A copy of
+        a record already held (a producer's retry, a topic read again) changes nothing."""
         self.fed += 1
         times = self._times.setdefault(record.queue, [])
         records = self._records.setdefault(record.queue, [])
         at = bisect_right(times, record.measured_at)  # after its equals: the later one counts
+        same = at
+        while same > 0 and times[same - 1] == record.measured_at:
+            same -= 1
+            if records[same] == record:
+                return
         times.insert(at, record.measured_at)
         records.insert(at, record)
         if self.keep_ms is not None:
             cut = bisect_left(times, times[-1] - self.keep_ms)
             if cut:
                 del times[:cut], records[:cut]
+
+    def fold(self, key: bytes | None, value: bytes | None) -> str | None:
+        """Apply one ``beckon.capacity`` message; None when taken, else why it was refused
+        (counted in ``refused``). A tombstone (no value) is taken and changes nothing:
+        a queue that stops publishing ages out after the max age."""
+        if value is None:
+            return None
+        try:
+            record = parse_capacity(value)
+        except InvalidCapacity as exc:
+            self.refused += 1
+            return str(exc)
+        if key != record.queue.encode():
+            self.refused += 1
+            shown = "none" if key is None else repr(key[:60])
+            return f"capacity: the key ({shown}) must be the record's queue {record.queue!r}"
+        self.add(record)
+        return None
 
     def as_of(self, queue: str, t: int) -> Capacity | None:
         """The latest record of ``queue`` measured at or before ``t``, or None."""

@@ -27,13 +27,14 @@ import gc
 import logging
 import time
 from collections.abc import Callable, Sequence
-from typing import Any, cast
+from typing import TYPE_CHECKING, Any, cast
 
 import faust
 import orjson
 
 from schemas.errors import InvalidEvent
 from schemas.events import ClickEvent, DeadLetterReason, parse_event
+from streams.core.capacity import CapacityView
 from streams.core.dwell import Key, PageWindow, encode_key, fold
 from streams.core.engine import Step, advance, horizon, tick
 from streams.core.rules import CompiledRules
@@ -45,6 +46,9 @@ from streams.worker.metrics import Tally, WorkerMetrics
 from streams.worker.sink import Sink
 from streams.worker.tables import page_partition, partition_of, read
 from streams.worker.timers import Timers
+
+if TYPE_CHECKING:
+    from streams.kafka.capacity_topic import CapacityInForce
 
 log = logging.getLogger(__name__)
 
@@ -67,8 +71,10 @@ class Pipeline:
         *,
         wall_ms: Callable[[], int] = lambda: int(time.time() * 1000),
         metrics: WorkerMetrics | None = None,
+        capacity: CapacityView | None = None,
     ) -> None:
         self.app, self.settings, self.rules = app, settings, rules
+        self.capacity = capacity  # the queues' capacity, updated in place as it arrives
         self.metrics = WorkerMetrics() if metrics is None else metrics
         self.limits = settings.limits()
         self.wall_ms = wall_ms
@@ -160,7 +166,7 @@ class Pipeline:
                 tally.late += 1  # counts at the journey's clock: time never runs back
             tally.event(partition, parsed.type, parsed.ts)
             journey, step = advance(
-                None if held is None else held.journey, parsed, rules, self.limits
+                None if held is None else held.journey, parsed, rules, self.limits, self.capacity
             )
             journeys[vkey] = Held(journey, [partition, message.offset])
             wakeups[vkey] = step.wakeup
@@ -310,7 +316,8 @@ class Pipeline:
             held = journeys.get(vkey) or self._load(vkey, partition)
             if held is None:
                 continue
-            step = tick(held.journey, self.timers.limit(held, clock_now), rules, self.limits)
+            limit = self.timers.limit(held, clock_now)
+            step = tick(held.journey, limit, rules, self.limits, self.capacity)
             journeys[vkey] = held
             wakeups[vkey] = step.wakeup
             outputs += self._outputs(vkey, step, tally)
@@ -369,10 +376,16 @@ class Pipeline:
         await self.sink.flush()
 
 
-def build(settings: Settings, rules: Callable[[], CompiledRules]) -> tuple[faust.App, Pipeline]:
+def build(
+    settings: Settings,
+    rules: Callable[[], CompiledRules],
+    capacity: CapacityInForce | None = None,
+) -> tuple[faust.App, Pipeline]:
     """The app and its pipeline, ready for ``faust.Worker``.
 
     ``rules`` gives the rules in force; a ``RulesInForce`` also follows the rules topic.
+    ``capacity``, read from the capacity topic, follows it too; without it every queue's
+    capacity is unknown.
     """
     from streams.kafka.rules_topic import RulesInForce
     from streams.worker.aggregates import DwellAggregator
@@ -385,7 +398,7 @@ def build(settings: Settings, rules: Callable[[], CompiledRules]) -> tuple[faust
             "docs/worker.md. at_least_once with the deduplicating consumer is the default."
         )
     app = create_app(settings)
-    pipeline = Pipeline(app, settings, rules)
+    pipeline = Pipeline(app, settings, rules, capacity=None if capacity is None else capacity())
     pipeline.metrics.serve(app, settings.topic_clickstream)
     dwell = DwellAggregator(app, settings)
     if settings.processing_guarantee == "exactly_once":
@@ -403,11 +416,20 @@ def build(settings: Settings, rules: Callable[[], CompiledRules]) -> tuple[faust
             await rules.follow()
 
         app.task(follow_rules)
+    if capacity is not None:
+
+        async def follow_capacity() -> None:
+            await capacity.follow()
+
+        app.task(follow_capacity)
     return app, pipeline
 
 
 def run_worker(
-    settings: Settings, rules: Callable[[], CompiledRules], loglevel: str = "info"
+    settings: Settings,
+    rules: Callable[[], CompiledRules],
+    loglevel: str = "info",
+    capacity: CapacityInForce | None = None,
 ) -> Any:
     """Run one worker until it is stopped (SIGTERM or Ctrl-C)."""
     from faust.worker import Worker
@@ -416,7 +438,7 @@ def run_worker(
 
     # device-detector loads its rules on first use (~1.3 s): here, not in the first batch.
     device_of("Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko)")
-    app, _ = build(settings, rules)
+    app, _ = build(settings, rules, capacity)
     # device-detector's rules and the app are there for good: out of the cyclic
     # collector's sight, its full collections pause the worker 45 ms instead of 110.
     gc.freeze()

@@ -35,6 +35,7 @@ def live(kafka_settings: Settings, tmp_path: Path) -> Iterator[tuple[Settings, d
             "topic_dlq": f"live.{run_id}.dlq",
             "topic_dwell_updates": f"live.{run_id}.dwell.updates",
             "topic_dwell": f"live.{run_id}.dwell",
+            "topic_capacity": f"live.{run_id}.capacity",
             "partitions": 4,
             "data_dir": tmp_path / "worker",
             "grace_s": 1.0,
@@ -44,8 +45,8 @@ def live(kafka_settings: Settings, tmp_path: Path) -> Iterator[tuple[Settings, d
     env = {k: v for k, v in os.environ.items() if not k.startswith("BECKON_")}
     for name in ("bootstrap", "app_id", "topic_clickstream", "topic_invitations",
                  "topic_decisions", "topic_rules", "topic_rules_history", "topic_dlq",
-                 "topic_dwell_updates", "topic_dwell", "partitions", "data_dir",
-                 "grace_s"):  # fmt: skip
+                 "topic_dwell_updates", "topic_dwell", "topic_capacity", "partitions",
+                 "data_dir", "grace_s"):  # fmt: skip
         env[f"BECKON_{name.upper()}"] = str(getattr(settings, name))
     yield settings, env
 

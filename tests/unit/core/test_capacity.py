@@ -243,3 +243,20 @@ def test_the_invitation_context_carries_the_capacity_its_rule_saw() -> None:
         "agents_online": 1, "free_slots": 2, "expected_wait_s": 0.0,
         "measured_at": "2026-12-01T10:00:00.000Z",
     }  # fmt: skip
+
+
+# --- the topic's messages ------------------------------------------------------------------
+
+
+def test_a_bad_message_is_refused_with_the_field_and_the_view_goes_on() -> None:
+    from schemas.capacity import capacity_to_json
+
+    records = CapacityView()
+    good = capacity_to_json(cap(T0, free=2))
+    assert records.fold(b"sales", b'{"queue": "sales", "free_slots": "1"}') is not None
+    assert "must be the record's queue 'sales'" in str(records.fold(b"support", good))
+    assert "must be the record's queue" in str(records.fold(None, good))
+    assert records.fold(b"sales", None) is None  # a tombstone changes nothing
+    assert records.fold(b"sales", good) is None
+    assert records.fold(b"sales", good) is None  # a copy changes nothing either
+    assert (records.refused, len(records), free_at(records, END)) == (3, 1, 2)
