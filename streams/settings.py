@@ -8,6 +8,7 @@ environment itself.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any, Final, Literal, TypeVar
@@ -242,6 +243,17 @@ class Settings(BaseSettings):
     delivery_site_id: Delivery[str] = Field(
         "demo-shop", description="site_id of the demo shop's events"
     )
+    delivery_simulate_agents: Delivery[str] = Field(
+        "",
+        description="simulated agents online per queue, e.g. sales=2,support=1, "
+        "published as capacity with the connected agent consoles [none]",
+    )
+    delivery_agent_slots: Delivery[int] = Field(
+        1, ge=1, le=100, description="chats one agent takes at once (its free slots)"
+    )
+    delivery_capacity_every_s: Delivery[float] = Field(
+        5.0, gt=0, le=60, description="publish the queues' capacity this often"
+    )
 
     # --- The dashboard (beckon dashboard) --------------------------------------------------
     dashboard_host: Dashboard[str] = Field("localhost", description="dashboard listen address")
@@ -288,6 +300,12 @@ class Settings(BaseSettings):
         # `BECKON_CONSOLE_TOKEN=` (as compose passes an unset variable) means none.
         return None if value == "" else value
 
+    @field_validator("delivery_simulate_agents")
+    @classmethod
+    def _simulated_agents_parse(cls, value: str) -> str:
+        parse_agents(value)
+        return value
+
     @field_validator("bootstrap")
     @classmethod
     def _bootstrap_has_ports(cls, value: str) -> str:
@@ -312,6 +330,11 @@ class Settings(BaseSettings):
                 f"capacity_delay_s ({self.capacity_delay_s}): every capacity would be unknown"
             )
         return self
+
+    @property
+    def simulated_agents(self) -> dict[str, int]:
+        """``delivery_simulate_agents`` as queue -> agents."""
+        return parse_agents(self.delivery_simulate_agents)
 
     @property
     def broker_path(self) -> Path:
@@ -385,6 +408,24 @@ class Settings(BaseSettings):
                 password=self.ssl_password.get_secret_value() if self.ssl_password else None,
             )
         return conf
+
+
+_AGENTS_ENTRY: Final = re.compile(r"^\s*([^=,\s][^=,]{0,199}?)\s*=\s*(\d{1,6})\s*$")
+
+
+def parse_agents(text: str) -> dict[str, int]:
+    """``"sales=2,support=0"`` -> ``{"sales": 2, "support": 0}``; "" -> {}.
+
+    Raises ValueError saying what is accepted."""
+    out: dict[str, int] = {}
+    for part in filter(None, (p.strip() for p in text.split(","))):
+        match = _AGENTS_ENTRY.match(part)
+        if match is None:
+            raise ValueError(
+                f"must be queue=N pairs separated by commas, e.g. 'sales=2,support=1', got {part!r}"
+            )
+        out[match.group(1)] = int(match.group(2))
+    return out
 
 
 def group_of(name: str) -> Group:

@@ -10,7 +10,10 @@ It is the example a chat platform copies to integrate:
   opened page (``GET /v1/invitations/stream?visitor_id=…``, Server-Sent Events) and holds
   them, until they expire, for a visitor with no page open yet;
 - an invitation written to a page is recorded once, as an ``invitation_response`` event
-  with response ``shown`` on the clickstream topic, keyed by visitor.
+  with response ``shown`` on the clickstream topic, keyed by visitor;
+- every ``BECKON_DELIVERY_CAPACITY_EVERY_S``, and at once when agents come or go, each
+  queue's capacity goes to ``beckon.capacity``: agent consoles connected to
+  ``GET /v1/agents/stream?queue=…`` plus simulated agents (:mod:`streams.delivery.agents`).
 
 The pure parts are in ``streams.delivery.hub``; only this module's handlers and tasks
 read the clock.
@@ -19,6 +22,7 @@ read the clock.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import threading
 from collections.abc import AsyncIterator, Callable
@@ -32,6 +36,7 @@ from aiohttp import web
 from schemas.invitations import Invitation
 from streams.clock import now_ms
 from streams.delivery import demo_shop
+from streams.delivery.agents import Agents
 from streams.delivery.hub import Hub, is_expired, page_view_of, shown_event, sse_message
 from streams.delivery.metrics import serve_delivery
 from streams.kafka.consumer import InvitationConsumer
@@ -90,6 +95,8 @@ def consume(
 
 
 HUB: Final = web.AppKey("hub", Hub)
+AGENTS: Final = web.AppKey("agents", Agents)
+CAPACITY_CHANGED: Final = web.AppKey("capacity_changed", asyncio.Event)
 SETTINGS: Final = web.AppKey("settings", Settings)
 RECORDER: Final = web.AppKey("recorder", ShownRecorder)
 SNIPPET_BYTES: Final = web.AppKey("snippet", bytes)
@@ -138,6 +145,46 @@ async def _pruner(app: web.Application) -> AsyncIterator[None]:
     task = asyncio.create_task(prune())
     yield
     task.cancel()
+
+
+async def _capacity(app: web.Application) -> AsyncIterator[None]:
+    """Publish the queues' capacity every few seconds, and at once when agents change."""
+    from kafka import KafkaProducer
+
+    from schemas.capacity import validate_capacity
+    from streams.kafka.capacity_topic import publish_capacity
+
+    settings, agents, changed = app[SETTINGS], app[AGENTS], app[CAPACITY_CHANGED]
+    producer = await asyncio.to_thread(
+        KafkaProducer, **settings.kafka_python_config(), acks="all", linger_ms=5,
+        client_id="beckon-delivery-capacity",
+    )  # fmt: skip
+
+    def send(records: list[dict[str, Any]]) -> None:
+        for record in records:
+            publish_capacity(producer, settings.topic_capacity, validate_capacity(record))
+        producer.flush(10)
+
+    async def publish() -> None:
+        while True:
+            records = agents.records(now_ms())
+            if records:
+                try:
+                    await asyncio.to_thread(send, records)
+                except Exception:  # Kafka away: the next round tries again
+                    log.exception("could not publish capacity to %s", settings.topic_capacity)
+            changed.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(changed.wait(), settings.delivery_capacity_every_s)
+
+    task = asyncio.create_task(publish())
+    try:
+        yield
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+        await asyncio.to_thread(producer.close, 10)
 
 
 async def _close_pages(app: web.Application) -> None:
@@ -195,6 +242,62 @@ async def _push(request: web.Request, response: web.StreamResponse, invitation: 
         request.app[RECORDER].record(invitation, at)
 
 
+async def agent_stream(request: web.Request) -> web.StreamResponse:
+    """GET /v1/agents/stream?queue=…: an agent console; online in the queue while open."""
+    queue = request.query.get("queue", "")
+    if not 1 <= len(queue) <= 200:
+        return web.json_response(
+            {"error": "queue: required, 1 to 200 characters"}, status=400, headers=CORS
+        )
+    agents, keepalive_s = request.app[AGENTS], request.app[SETTINGS].delivery_keepalive_s
+    response = web.StreamResponse(headers={
+        "Content-Type": "text/event-stream", "Cache-Control": "no-store", **CORS,
+    })  # fmt: skip
+    await response.prepare(request)
+    agents.connect(queue)
+    request.app[CAPACITY_CHANGED].set()
+    try:
+        data = {"queue": queue, "agents_online": agents.online(queue)}
+        await response.write(sse_message(orjson.dumps(data), event="ready"))
+        quiet = 0.0
+        # Checked every second, so an agent that leaves is off the capacity within one.
+        while request.transport is not None and not request.transport.is_closing():
+            await asyncio.sleep(1.0)
+            quiet += 1.0
+            if quiet >= keepalive_s:
+                await response.write(KEEPALIVE)
+                quiet = 0.0
+    except (ConnectionError, asyncio.CancelledError):
+        pass  # the console went away (or the service stops)
+    finally:
+        agents.disconnect(queue)
+        request.app[CAPACITY_CHANGED].set()
+    return response
+
+
+async def simulate_agents(request: web.Request) -> web.Response:
+    """PUT /v1/agents/simulated {"queue": "sales", "agents": 2}: set simulated agents."""
+    try:
+        body = await request.json(loads=orjson.loads)
+    except ValueError:
+        body = None
+    if not isinstance(body, dict):
+        return web.json_response({"error": "body: must be a JSON object"}, status=400)
+    queue, count = body.get("queue"), body.get("agents")
+    if not isinstance(queue, str) or not 1 <= len(queue) <= 200:
+        return web.json_response({"error": "queue: required, 1 to 200 characters"}, status=400)
+    if type(count) is not int or not 0 <= count <= 10_000:
+        return web.json_response({"error": "agents: must be an integer 0 to 10000"}, status=400)
+    request.app[AGENTS].simulate(queue, count)
+    request.app[CAPACITY_CHANGED].set()
+    return web.json_response({"queue": queue, "agents_online": request.app[AGENTS].online(queue)})
+
+
+async def capacity(request: web.Request) -> web.Response:
+    """GET /v1/capacity: what the next round publishes, one record per known queue."""
+    return web.json_response(request.app[AGENTS].records(now_ms()))
+
+
 async def snippet(request: web.Request) -> web.Response:
     return web.Response(
         body=request.app[SNIPPET_BYTES],
@@ -213,14 +316,19 @@ def build_app(settings: Settings) -> web.Application:
     app = web.Application()
     app[SETTINGS] = settings
     app[HUB] = Hub()
+    app[AGENTS] = Agents(settings.delivery_agent_slots, settings.simulated_agents)
+    app[CAPACITY_CHANGED] = asyncio.Event()
     app[SNIPPET_BYTES] = SNIPPET.read_bytes()
     app.router.add_get("/v1/invitations/stream", stream)
     app.router.add_get("/healthz", health)
     app.router.add_get("/v1/health", health)  # the old path, for probes deployed with it
     app.router.add_get("/beckon.js", snippet)
+    app.router.add_get("/v1/agents/stream", agent_stream)
+    app.router.add_put("/v1/agents/simulated", simulate_agents)
+    app.router.add_get("/v1/capacity", capacity)
     demo_shop.add_routes(app, settings)
     serve_delivery(app, app[HUB])  # GET /metrics
-    app.cleanup_ctx.extend((_kafka, _pruner))
+    app.cleanup_ctx.extend((_kafka, _pruner, _capacity))
     app.on_shutdown.append(_close_pages)
     return app
 
