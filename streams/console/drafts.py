@@ -118,7 +118,20 @@ def in_words(rule: Rule) -> dict[str, str]:
         when.append(f"after scrolling {t.scroll_pct:g}%")
     if t.event is not None:
         when.append(f"on the event {t.event!r}")
+    if rule.capacity is not None:
+        when.append(_capacity_in_words(rule))
     return {"location": "; ".join(where), "trigger": " and ".join(when)}
+
+
+def _capacity_in_words(rule: Rule) -> str:
+    need = rule.capacity
+    assert need is not None
+    wants = [f"{need.min_free} free slot{'s' if need.min_free != 1 else ''}"]
+    if need.min_agents is not None:
+        wants.append(f"{need.min_agents} agent{'s' if need.min_agents != 1 else ''} online")
+    if need.max_wait_s is not None:
+        wants.append(f"a wait of at most {need.max_wait_s:g} s")
+    return f"if {rule.queue} has {', '.join(wants)}"
 
 
 def _journey_in_words(journey: tuple[str, ...] | JourneyPattern) -> list[str]:

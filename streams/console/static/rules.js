@@ -359,6 +359,30 @@ function fillForm(rule) {
   $("f-per-session").value = fr.per_session === undefined ? 1 : fr.per_session ?? "";
   $("f-per-day").value = fr.per_day ?? "";
   $("f-after-decline").value = fr.after_decline_days ?? "";
+  const cap = rule.capacity;
+  $("f-capacity-on").checked = Boolean(cap);
+  $("f-min-free").value = cap?.min_free ?? 1;
+  $("f-max-wait").value = cap?.max_wait_s ?? "";
+  $("f-min-agents").value = cap?.min_agents ?? "";
+  toggleCapacity();
+}
+
+function toggleCapacity() {
+  const on = $("f-capacity-on").checked;
+  for (const el of $("capacity-fields").querySelectorAll("input")) el.disabled = !on;
+  $("capacity-fields").classList.toggle("note", !on);
+}
+
+// The capacity clause: min_free at its default (1) left out, as the server writes it.
+function capacityOf() {
+  const c = {};
+  const minFree = numberOf($("f-min-free"));
+  if (minFree !== undefined && minFree !== 1) c.min_free = minFree;
+  const maxWait = numberOf($("f-max-wait"));
+  if (maxWait !== undefined) c.max_wait_s = maxWait;
+  const minAgents = numberOf($("f-min-agents"));
+  if (minAgents !== undefined) c.min_agents = minAgents;
+  return c;
 }
 
 function fillTimeframe(tf) {
@@ -411,6 +435,7 @@ function formToRule() {
   if (Object.keys(frequency).length) rule.frequency = frequency;
   const holdout = numberOf($("f-holdout"));
   if (holdout !== undefined && holdout !== 0) rule.holdout_pct = holdout;
+  if ($("f-capacity-on").checked) rule.capacity = capacityOf();
   return rule;
 }
 
@@ -1022,6 +1047,7 @@ function wireEvents() {
   $("editor").addEventListener("change", formChanged);
   $("editor").addEventListener("submit", (e) => e.preventDefault());
   $("f-timeframe-on").addEventListener("change", toggleTimeframe);
+  $("f-capacity-on").addEventListener("change", toggleCapacity);
   $("audience-add").addEventListener("click", () => {
     $("audience-rows").querySelector("tbody").append(audienceRow());
     formChanged();

@@ -94,3 +94,13 @@ def test_a_journey_object_in_words() -> None:
         "*/help* in between and after 3 views of */products/* and after 1 view of */cart "
         "and on coming back to a page seen earlier in the session"
     )
+
+
+def test_a_capacity_clause_in_words() -> None:
+    clause = {"min_free": 2, "max_wait_s": 90, "min_agents": 1}
+    (rule,) = parse_draft({"rules": [{**RULE, "queue": "sales", "capacity": clause}]})
+    assert in_words(rule)["trigger"].endswith(
+        " and if sales has 2 free slots, 1 agent online, a wait of at most 90 s"
+    )
+    (rule,) = parse_draft({"rules": [{**RULE, "capacity": {}}]})
+    assert in_words(rule)["trigger"].endswith(" and if default has 1 free slot")
