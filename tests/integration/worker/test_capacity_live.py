@@ -100,11 +100,11 @@ def _publish_events(settings: Settings, lines: list[bytes]) -> None:
 
 
 def _backtest(tmp_path: Path, events: list[bytes], capacity: list[dict[str, Any]],
-              *flags: str) -> tuple[list[Any], list[Any]]:  # fmt: skip
+              *flags: str, rules: str = RULES) -> tuple[list[Any], list[Any]]:  # fmt: skip
     """``beckon backtest --capacity``: (invitations, decisions)."""
     paths = {name: tmp_path / f"bt-{name}" for name in ("rules", "events", "capacity", "out",
                                                         "decisions")}  # fmt: skip
-    paths["rules"].write_text(RULES)
+    paths["rules"].write_text(rules)
     paths["events"].write_bytes(b"".join(line + b"\n" for line in events))
     lines = [orjson.dumps(record) for record in capacity] + [b'{"queue": "sales"}']
     paths["capacity"].write_bytes(b"".join(line + b"\n" for line in lines))
@@ -210,4 +210,75 @@ def test_agents_coming_and_going_live_give_the_backtests_decisions(
         ("gone-away", "no_capacity"), ("welcome", None)
     ], log_text[-3000:]  # fmt: skip
     _, decisions = _backtest(tmp_path, events, capacity, "--capacity-delay-s", "1")
+    assert _outcomes(live_decisions) == _outcomes(decisions)
+
+
+def test_a_delivery_service_whose_agents_come_and_go_drives_the_live_decisions(
+    live: tuple[Settings, dict[str, str]], tmp_path: Path
+) -> None:
+    """The reference delivery service publishes sales' capacity as its simulated agents
+    come and go; the worker's decisions are backtest --capacity's over what it published."""
+    import asyncio
+
+    import aiohttp
+
+    from tests.integration.helpers import serving_delivery
+
+    settings, env = live
+    env = {**env, "BECKON_CAPACITY_DELAY_S": "1"}
+    delivery = settings.model_copy(update={
+        "delivery_simulate_agents": "sales=0", "delivery_capacity_every_s": 0.5,
+        "delivery_group": f"{settings.app_id}-delivery",
+    })  # fmt: skip
+    rules = tmp_path / "rules.yaml"
+    rules.write_text("""
+rules:
+  - id: pricing
+    location: {include: ["*/pricing"]}
+    trigger: {dwell_seconds: 3}
+    message: {text: "Questions?"}
+    queue: sales
+    capacity: {}
+""")
+    events: list[bytes] = []
+
+    def visit(visitor: str) -> None:
+        now = int(time.time() * 1000)
+        line = orjson.dumps({"event_id": f"{visitor}-0", "type": "page_view",
+                             "visitor_id": visitor, "site_id": "shop", "ts": now,
+                             "url": PAGES[0]})  # fmt: skip
+        events.append(line)
+        _publish_events(settings, [line])
+
+    async def scenario() -> None:
+        async with serving_delivery(delivery) as base, aiohttp.ClientSession() as client:
+            for visitor, agents in (("nobody", None), ("welcome", 2), ("gone", 0)):
+                if agents is not None:
+                    put = await client.put(f"{base}/v1/agents/simulated",
+                                           json={"queue": "sales", "agents": agents})  # fmt: skip
+                    assert put.status == 200
+                await asyncio.sleep(2)  # published, and more than the delay (1 s) old
+                await asyncio.to_thread(visit, visitor)
+                await asyncio.sleep(5)  # its instant (3 s) and decision (grace 1 s) pass
+
+    with (tmp_path / "worker.log").open("wb") as log:
+        worker = start_worker(env, rules, log)
+        try:
+            time.sleep(8)  # the worker joins its group and reads the capacity topic
+            asyncio.run(asyncio.wait_for(scenario(), 90))
+            got = read_topic(settings, settings.topic_decisions, 3, timeout_s=30)
+        finally:
+            stop_workers(worker)
+
+    log_text = (tmp_path / "worker.log").read_text(errors="replace")
+    live_decisions = sorted((orjson.loads(r.value) for r in got), key=lambda d: d["triggered_at"])
+    assert [(d["visitor_id"], d["reason"]) for d in live_decisions] == [
+        ("nobody", "no_capacity"), ("welcome", None), ("gone", "no_capacity")
+    ], log_text[-3000:]  # fmt: skip
+    published = read_topic(settings, settings.topic_capacity, 10**9, timeout_s=5)
+    capacity = [orjson.loads(r.value) for r in published]
+    assert {c["agents_online"] for c in capacity} == {0, 2}
+    _, decisions = _backtest(
+        tmp_path, events, capacity, "--capacity-delay-s", "1", rules=rules.read_text()
+    )
     assert _outcomes(live_decisions) == _outcomes(decisions)
