@@ -12,11 +12,12 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Final, cast
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
-from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
 from schemas.events import EVENT_TYPES
 from schemas.instants import parse_instant
+from streams.core.capacity import CapacityView
 from streams.metrics import (
     DLQ_REASONS,
     DURATION_BUCKETS,
@@ -160,6 +161,10 @@ class WorkerMetrics:
             self.processing_lag.remove(str(gone))
         self._lagging &= owned
 
+    def watch_capacity(self, view: CapacityView) -> None:
+        """The capacity records this worker has read, from ``view`` at scrape time."""
+        self.registry.register(CapacityRecords(view))
+
     def serve(self, app: faust.App, topic: str) -> None:
         """``/metrics`` and ``/healthz`` on the app's web server; the consumer lag of
         ``topic``; rebalances."""
@@ -215,3 +220,29 @@ class ConsumerLag(Collector):
         except FaustError:
             pass  # not started yet, or stopping: no partitions to report
         yield family
+
+
+class CapacityRecords(Collector):
+    """``beckon_capacity_records_total`` (taken, or refused as invalid) and
+    ``beckon_capacity_held``, read from the worker's capacity view at scrape time."""
+
+    def __init__(self, view: CapacityView) -> None:
+        self.view = view
+
+    def describe(self) -> Iterator[Metric]:
+        return iter(self._families())
+
+    def collect(self) -> Iterator[Metric]:
+        return iter(self._families())
+
+    def _families(self) -> list[Metric]:
+        read = CounterMetricFamily(
+            "beckon_capacity_records", "Capacity-topic records read: taken, or refused "
+            "(invalid, or keyed other than their queue) and skipped", labels=["outcome"],
+        )  # fmt: skip
+        read.add_metric(["taken"], self.view.fed)
+        read.add_metric(["refused"], self.view.refused)
+        held = GaugeMetricFamily("beckon_capacity_held",
+                                 "Capacity records held for decisions, every queue",
+                                 value=len(self.view))  # fmt: skip
+        return [read, held]

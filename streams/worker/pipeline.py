@@ -417,6 +417,7 @@ def build(
 
         app.task(follow_rules)
     if capacity is not None:
+        pipeline.metrics.watch_capacity(capacity())
 
         async def follow_capacity() -> None:
             await capacity.follow()

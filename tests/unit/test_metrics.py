@@ -17,6 +17,7 @@ from prometheus_client import CollectorRegistry
 from schemas.instants import format_instant, parse_instant
 from schemas.rules import load_rules
 from streams.collector.metrics import CollectorMetrics
+from streams.core.capacity import CapacityView
 from streams.core.rules import CompiledRules
 from streams.delivery.hub import Hub
 from streams.delivery.metrics import DeliveryCounts
@@ -248,6 +249,7 @@ def test_metric_names_are_exactly_the_families_the_processes_expose() -> None:
     exposed = set()
     worker = WorkerMetrics()
     worker.registry.register(ConsumerLag(SimpleNamespace(consumer=StandInConsumer()), "clicks"))  # type: ignore[arg-type]
+    worker.watch_capacity(CapacityView())
     collector, delivery = CollectorMetrics(), CollectorRegistry()
     delivery.register(DeliveryCounts(Hub()))
     for registry in (worker.registry, collector.registry, delivery):
@@ -284,3 +286,16 @@ def test_widget_answers_are_counted_by_rule_and_response_once_each() -> None:
     assert value(r, "beckon_responses_total", rule="hello", response="shown") == 1
     assert value(r, "beckon_responses_total", rule="hello", response="accepted") == 1
     assert value(r, "beckon_events_total", type="invitation_response") == 3
+
+
+def test_capacity_records_read_and_held_are_counted_from_the_view() -> None:
+    view, metrics = CapacityView(), WorkerMetrics()
+    metrics.watch_capacity(view)
+    record = {"queue": "sales", "agents_online": 1, "free_slots": 1, "measured_at": T0}
+    view.fold(b"sales", orjson.dumps(record))
+    view.fold(b"sales", orjson.dumps({**record, "measured_at": T0 + 5_000}))
+    view.fold(b"sales", b'{"queue": "sales"}')
+    r = metrics.registry
+    assert value(r, "beckon_capacity_records_total", outcome="taken") == 2
+    assert value(r, "beckon_capacity_records_total", outcome="refused") == 1
+    assert value(r, "beckon_capacity_held") == 2

@@ -82,3 +82,14 @@ def test_table_partitions_get_bounded_rocksdb_memory() -> None:
         "block_cache_size": 32 * 1024 * 1024,
         "block_cache_compressed_size": 8 * 1024 * 1024,
     }
+
+
+def test_capacity_settings_reach_the_engine_and_a_max_age_below_the_delay_is_refused() -> None:
+    limits = load_settings(capacity_delay_s=2.5, capacity_unknown="deny").limits()
+    assert (limits.capacity_delay_ms, limits.capacity_max_age_ms) == (2_500, 120_000)
+    assert limits.capacity_unknown_allows is False
+    assert load_settings().limits().capacity_unknown_allows is True
+    with pytest.raises(ConfigError, match=r"capacity_max_age_s \(3.0\) must be at least"):
+        load_settings(capacity_delay_s=5, capacity_max_age_s=3)
+    with pytest.raises(ConfigError, match="BECKON_CAPACITY_UNKNOWN"):
+        load_settings(capacity_unknown="maybe")
