@@ -195,8 +195,12 @@ class Settings(BaseSettings):
     table_write_buffer_mb: Worker[int] = Field(
         8, ge=1, le=1024, description="RocksDB memtable size of each table partition"
     )
-    table_block_cache_mb: Worker[int] = Field(
-        16, ge=1, le=8192, description="RocksDB block cache of each table partition"
+    table_memory_mb: Worker[int] = Field(
+        64,
+        ge=8,
+        le=65536,
+        description="RocksDB memory of all the worker's table partitions together: one "
+        "block cache, to which their memtables are charged (up to half)",
     )
     dwell_flush_s: Worker[float] = Field(
         1.0, gt=0, le=60, description="publish the page activity gathered this often"
@@ -383,16 +387,19 @@ class Settings(BaseSettings):
         )
 
     def rocksdb_options(self) -> dict[str, int]:
-        """Options of each table partition's RocksDB: Faust's defaults (64 MB memtables,
-        up to 3 of them, and a 2 GB block cache, per partition) grow a worker by
-        gigabytes; these bound a table partition to about 2 memtables and its cache."""
-        mb = 1024 * 1024
+        """Options of each table partition's RocksDB. Its memory comes from the worker's
+        one budget (``table_memory_mb``, ``faust_adapter.share_table_memory``): Faust's
+        defaults (64 MB memtables, up to 3 of them, and a 2 GB block cache, per
+        partition) grow a worker by gigabytes, and even bounded per partition it grew
+        with every partition and table opened."""
         return {
-            "write_buffer_size": self.table_write_buffer_mb * mb,
+            "write_buffer_size": self.table_write_buffer_mb * 1024 * 1024,
             "max_write_buffer_number": 2,
-            "block_cache_size": self.table_block_cache_mb * mb,
-            "block_cache_compressed_size": self.table_block_cache_mb * mb // 4,
         }
+
+    @property
+    def table_memory_bytes(self) -> int:
+        return self.table_memory_mb * 1024 * 1024
 
     def aiokafka_config(self) -> dict[str, Any]:
         """Keyword arguments for aiokafka clients (what faust-streaming runs on)."""

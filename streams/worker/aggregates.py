@@ -31,6 +31,7 @@ import orjson
 
 from streams.core.dwell import Key, PageWindow, decode_key
 from streams.settings import Settings
+from streams.worker.faust_adapter import share_table_memory
 from streams.worker.intake import Record
 from streams.worker.sink import Sink
 from streams.worker.tables import page_partition, read
@@ -53,6 +54,7 @@ class DwellAggregator:
             "dwell", partitions=settings.partitions, use_partitioner=True,
             key_type=bytes, value_type=bytes, options=settings.rocksdb_options(),
         )  # fmt: skip
+        share_table_memory(self.table, settings.table_memory_bytes, settings.rocksdb_options())
         self.sink = Sink(app, transactional=settings.processing_guarantee == "exactly_once")
         self.lock = asyncio.Lock()
         self.windows: list[tuple[int, bytes]] = []  # heap of (window start, key) held here

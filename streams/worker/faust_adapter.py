@@ -14,7 +14,9 @@ checks). Upgrading faust-streaming means re-reading this module against its sour
 - ``partition_db``, ``held_db``: a table partition's RocksDB database
   (``Store._db_for_partition``, ``Store._dbs``);
 - ``partition_context``: the *current event* Faust's RocksDB store reads the partition
-  from (``faust.streams._current_event``).
+  from (``faust.streams._current_event``);
+- ``share_table_memory``: the options a table's store opens each partition's RocksDB
+  with (``Store.rocksdb_options``, ``RocksDBOptions.as_options``).
 """
 
 from __future__ import annotations
@@ -25,6 +27,8 @@ from collections.abc import Awaitable, Callable, Iterator, Mapping
 from typing import Any, cast
 
 import faust
+import rocksdict
+from faust.stores.rocksdb import RocksDBOptions
 from faust.streams import _current_event
 from faust.transport.drivers.aiokafka import Consumer as FaustConsumer
 from faust.types import TP, TableT
@@ -122,3 +126,51 @@ def partition_context(partition: int) -> Iterator[None]:
         yield
     finally:
         _current_event.reset(token)
+
+
+class _SharedMemory(RocksDBOptions):
+    """Faust's RocksDB options, but every partition's database caches blocks in one
+    cache and charges its memtables to it (RocksDB's write buffer manager), as Kafka
+    Streams' ``BoundedMemoryRocksDBConfig`` does: the budget holds however many
+    partitions and tables a worker opens."""
+
+    def __init__(self, cache: rocksdict.Cache, buffers: Any, **options: Any) -> None:
+        super().__init__(**options)
+        self.cache, self.buffers = cache, buffers
+
+    def as_options(self) -> Any:
+        options = super().as_options()
+        blocks = rocksdict.BlockBasedOptions()
+        blocks.set_bloom_filter(self.bloom_filter_size, block_based=True)
+        blocks.set_block_cache(self.cache)
+        blocks.set_index_type(rocksdict.BlockBasedIndexType.binary_search())
+        options.set_block_based_table_factory(blocks)
+        options.set_write_buffer_manager(self.buffers)
+        return options
+
+
+# One budget per size, for the whole process: a worker's tables share it.
+_BUDGETS: dict[int, tuple[rocksdict.Cache, Any]] = {}
+
+
+def share_table_memory(table: TableT[Any, Any], budget: int, options: Mapping[str, Any]) -> None:
+    """Open every partition of ``table`` with ``options``, inside the process's RocksDB
+    memory ``budget`` (bytes): one block cache of that size, to which the memtables of
+    every partition of every table so bounded are charged, up to half of it.
+
+    Call before the table opens a partition (at build, before the app starts)."""
+    shared = _BUDGETS.get(budget)
+    if shared is None:
+        cache = rocksdict.Cache(budget)
+        buffers = rocksdict.WriteBufferManager.new_write_buffer_manager_with_cache(
+            budget // 2, False, cache
+        )
+        shared = _BUDGETS[budget] = (cache, buffers)
+    cast(Any, table.data).rocksdb_options = _SharedMemory(*shared, **options)
+
+
+def table_memory_used(budget: int) -> int | None:
+    """Bytes the shared RocksDB cache of ``budget`` holds now (blocks and memtables);
+    None if no table shares it."""
+    shared = _BUDGETS.get(budget)
+    return None if shared is None else int(shared[0].get_usage())

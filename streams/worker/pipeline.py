@@ -39,7 +39,12 @@ from streams.core.dwell import Key, PageWindow, encode_key, fold
 from streams.core.engine import Step, advance, horizon, tick
 from streams.core.rules import CompiledRules
 from streams.settings import Settings
-from streams.worker.faust_adapter import OFFSET_KEY, committed_offsets, held_db
+from streams.worker.faust_adapter import (
+    OFFSET_KEY,
+    committed_offsets,
+    held_db,
+    share_table_memory,
+)
 from streams.worker.held import Held, decode, encode
 from streams.worker.intake import Intake, Record
 from streams.worker.metrics import Tally, WorkerMetrics
@@ -109,6 +114,7 @@ class Pipeline:
             "journeys", partitions=settings.partitions, use_partitioner=True,
             key_type=bytes, value_type=bytes, options=settings.rocksdb_options(),
         )  # fmt: skip
+        share_table_memory(self.journeys, settings.table_memory_bytes, settings.rocksdb_options())
         self.sink = Sink(app, transactional=settings.processing_guarantee == "exactly_once")
         app.timer(0.1, name="beckon-timers")(self.fire_timers)
         app.timer(CONFIRM_EVERY_S, name="beckon-caught-up")(self.confirm_caught_up)

@@ -74,14 +74,13 @@ def test_broker_and_controller_ports_must_differ() -> None:
         load_settings(broker_port=9092, controller_port=9092)
 
 
-def test_table_partitions_get_bounded_rocksdb_memory() -> None:
-    options = Settings(table_write_buffer_mb=4, table_block_cache_mb=32).rocksdb_options()
-    assert options == {
+def test_table_partitions_get_memtables_of_the_set_size_and_one_shared_budget() -> None:
+    settings = Settings(table_write_buffer_mb=4, table_memory_mb=32)
+    assert settings.rocksdb_options() == {
         "write_buffer_size": 4 * 1024 * 1024,
         "max_write_buffer_number": 2,
-        "block_cache_size": 32 * 1024 * 1024,
-        "block_cache_compressed_size": 8 * 1024 * 1024,
     }
+    assert settings.table_memory_bytes == 32 * 1024 * 1024
 
 
 def test_capacity_settings_reach_the_engine_and_a_max_age_below_the_delay_is_refused() -> None:
