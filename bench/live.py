@@ -21,7 +21,8 @@ its own topics, each worker group its own app id, data dirs and output topics.
    Start-up apart: spawn to Faust's "Ready" and to the first commit. Memory: VmRSS at the
    end minus a baseline (a worker with the same rules, 3 s after "Ready" on empty topics)
    per 100,000 visitors; and VmRSS growth from 25% to 100% of the input per 100,000
-   visitors first seen there (no start-up costs). The data dir's size on disk. Then
+   visitors first seen there (no start-up costs), and from 50% to 100% in percent (issue
+   14: flat within 10% on 1,000,000 visitors). The data dir's size on disk. Then
    the invitations against ``beckon backtest`` of the same events, by id: the workers
    run on until every instant had its chance (the last ones lie up to the presence
    timeout after their partition's last event, reached in wall time), and missing,
@@ -372,6 +373,7 @@ def consume(settings: Settings, rules: Path, folder: Path, n: int, curve: list[i
         progress = [(round(t, 2), c) for t, c, _, _ in samples]
         first = next(s for s in samples if s[1] > 0)
         quarter, done = next(s for s in samples if s[1] >= total / 4), samples[-1]
+        half = next(s for s in samples if s[1] >= total / 2)
         later = curve[-1] - curve[min(100, quarter[1] * 100 // total)]  # new after 25%
         result: dict[str, Any] = {
             # nan when too few polls saw it move (a small input)
@@ -385,6 +387,7 @@ def consume(settings: Settings, rules: Path, folder: Path, n: int, curve: list[i
             "rss_mb": [round(w.mb("VmRSS")) for w in workers],
             "hwm_mb": [round(w.mb("VmHWM")) for w in workers],
             "growth_mb_per_100k": (done[2] - quarter[2]) / max(1, later) * 100_000,
+            "second_half_growth": (done[2] - half[2]) / half[2],  # issue 14: flat, <= 10%
             "progress": progress,
         }
         if expected is not None:
@@ -488,7 +491,10 @@ def report(r: dict[str, Any]) -> str:
          f"(end - idle {r['baseline_mb']:.0f} MB) / visitors"),
         ("  VmRSS growth per 100k new visitors", f"{one['growth_mb_per_100k']:,.0f} MB",
          "from 25% to 100% of the input"),
-        ("  data dir on disk", f"{one['data_dir_mb']:,.1f} MB", ""),
+        ("  VmRSS growth over the second half", f"{one['second_half_growth']:+.0%}",
+         "from 50% to 100% of the input"),
+        ("  data dir on disk", f"{one['data_dir_mb']:,.1f} MB",
+         f"{one['data_dir_mb'] * 1024 * 1024 / r['visitors']:,.0f} bytes per visitor"),
         ("  invitations / dead letters", one["outputs"], one.get("versus", "")),
     ]  # fmt: skip
     if two := r.get("two"):
