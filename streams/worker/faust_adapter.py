@@ -143,6 +143,10 @@ class _SharedMemory(RocksDBOptions):
         blocks = rocksdict.BlockBasedOptions()
         blocks.set_bloom_filter(self.bloom_filter_size, block_based=True)
         blocks.set_block_cache(self.cache)
+        # Index and filter blocks too, or they stay in memory beside it, growing with
+        # the data on disk; level 0's stay pinned, as reads go there first.
+        blocks.set_cache_index_and_filter_blocks(True)
+        blocks.set_pin_l0_filter_and_index_blocks_in_cache(True)
         blocks.set_index_type(rocksdict.BlockBasedIndexType.binary_search())
         options.set_block_based_table_factory(blocks)
         options.set_write_buffer_manager(self.buffers)
