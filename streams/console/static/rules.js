@@ -35,6 +35,9 @@ const state = {
   seq: 0, // validations sent; an answer older than the newest is dropped
   timer: null,
   job: null, // the running preview's id
+  // The journey of the rule in the editor as it was filled in: written as a list or an
+  // object, and each glob list with the text it was shown as (see journeyOf).
+  journey: { list: true, shown: {} },
 };
 
 // --- talking to the server ---------------------------------------------------------------
@@ -349,7 +352,7 @@ function fillForm(rule) {
   $("f-pages").value = t.pages_in_session ?? "";
   $("f-scroll").value = t.scroll_pct ?? "";
   $("f-event").value = t.event ?? "";
-  $("f-journey").value = (t.journey || []).join("\n");
+  fillJourney(t.journey);
   const m = rule.message || {};
   $("f-text").value = m.text ?? "";
   $("locale-rows").querySelector("tbody").replaceChildren(
@@ -450,14 +453,103 @@ function timeframeOf() {
   return tf;
 }
 
+// --- the journey: a list of steps, or an object of clauses ------------------------------------
+
+// Both forms fill the same fields: the list is the steps.
+function fillJourney(journey) {
+  const list = journey === undefined || journey === null || Array.isArray(journey);
+  const j = list ? { steps: journey || [] } : journey;
+  state.journey = { list, shown: {} };
+  showGlobs("f-journey", j.steps);
+  $("f-within").value = j.within ?? "";
+  showGlobs("f-without", j.without);
+  $("min-views-rows").querySelector("tbody").replaceChildren(
+    ...(j.min_views || []).map((count) => minViewsRow(count.glob, count.at_least)));
+  $("f-returned").checked = j.returned === true;
+  noteJourneyForm(list);
+}
+
+function showGlobs(id, globs) {
+  $(id).value = (globs || []).join("\n");
+  if (globs) state.journey.shown[id] = [$(id).value, globs];
+}
+
+// A glob list as typed; untouched, the very list that was filled in (one a line, trimmed,
+// could change a glob that holds a line break or starts or ends with a space).
+function globsOf(id) {
+  const shown = state.journey.shown[id];
+  return shown && shown[0] === $(id).value ? clone(shown[1]) : lines($(id).value);
+}
+
+// The journey as the form says. Steps alone are written as they were filled in, a list or
+// `{steps: …}` (the two are different rules versions); any other clause needs the object.
+function journeyOf() {
+  const j = {};
+  const steps = globsOf("f-journey");
+  if (steps.length) j.steps = steps;
+  const within = numberOf($("f-within"));
+  if (within !== undefined) j.within = within;
+  const without = globsOf("f-without");
+  if (without.length) j.without = without;
+  const counts = minViewsOf();
+  if (counts.length) j.min_views = counts;
+  if ($("f-returned").checked) j.returned = true;
+  const clauses = Object.keys(j);
+  if (!clauses.length) { noteJourneyForm(state.journey.list); return undefined; }
+  const list = state.journey.list && clauses.length === 1 && j.steps !== undefined;
+  noteJourneyForm(list);
+  return list ? j.steps : j;
+}
+
+function noteJourneyForm(list) {
+  $("journey-form").textContent = list
+    ? "Steps alone are written as a list: journey: [a, b]."
+    : "Written as an object: journey: {steps: [a, b], …}.";
+}
+
+// Page counts: errors come back on `trigger.journey.min_views[i].glob|at_least`, i
+// counting the rows sent (an empty row is not).
+function minViewsRow(glob = "", atLeast = "") {
+  const tr = document.createElement("tr");
+  const count = input("at-least", atLeast, "3");
+  count.type = "number";
+  count.min = "1";
+  count.max = "100";
+  count.step = "1";
+  tr.append(td(input("glob", glob, "*/products/*")), td(count), td(button("Remove", "small remove", () => {
+    tr.remove();
+    formChanged();
+  })));
+  return tr;
+}
+
+function minViewsOf() {
+  const counts = [];
+  for (const tr of $("min-views-rows").querySelectorAll("tbody tr")) {
+    const glob = tr.querySelector(".glob"), atLeast = tr.querySelector(".at-least");
+    delete glob.dataset.path;
+    delete atLeast.dataset.path;
+    const count = {};
+    if (glob.value.trim()) count.glob = glob.value.trim();
+    const n = numberOf(atLeast);
+    if (n !== undefined) count.at_least = n;
+    if (!Object.keys(count).length) continue;
+    const path = `trigger.journey.min_views[${counts.length}]`;
+    glob.dataset.path = `${path}.glob`;
+    atLeast.dataset.path = `${path}.at_least`;
+    counts.push(count);
+  }
+  return counts;
+}
+
 function triggerOf() {
   const t = {};
   const put = (key, value) => { if (value !== undefined && value !== "") t[key] = value; };
   put("dwell_seconds", numberOf($("f-dwell")));
   put("session_seconds", numberOf($("f-session")));
   put("pages_in_session", numberOf($("f-pages")));
-  const journey = lines($("f-journey").value);
-  if (journey.length) t.journey = journey;
+  const journey = journeyOf();
+  if (journey !== undefined) t.journey = journey;
   put("scroll_pct", numberOf($("f-scroll")));
   put("event", $("f-event").value.trim());
   return t;
@@ -664,7 +756,7 @@ function showErrors(errors, fromYaml) {
   const unmatched = [];
   for (const error of errors) {
     const target = !fromYaml && error.index !== null && error.index === state.current
-      ? fieldFor(error.path) : null;
+      ? fieldFor(error.path, state.draft[state.current]) : null;
     if (target) markField(target, error.reason);
     else unmatched.push(error);
   }
@@ -677,13 +769,18 @@ function describeError(e) {
   return `${rule}${e.path || "the draft"}: ${e.reason}`;
 }
 
-function fieldFor(path) {
+// `a.b[2].c`, then `a.b[2]`, `a.b`, `a`: the first that a field claims.
+function fieldFor(path, rule) {
   if (!path) return null;
-  const parts = path.split(".");
-  for (let n = parts.length; n > 0; n -= 1) {
-    const wanted = CSS.escape(parts.slice(0, n).join("."));
-    const el = $("editor").querySelector(`[data-path="${wanted}"]:not(:disabled)`);
+  // A journey written as a list is the steps: `trigger.journey[1]` is a step.
+  let wanted = Array.isArray(rule?.trigger?.journey)
+    ? path.replace(/^trigger\.journey(?=\[|$)/, "trigger.journey.steps") : path;
+  while (wanted) {
+    const el = $("editor").querySelector(`[data-path="${CSS.escape(wanted)}"]:not(:disabled)`);
     if (el) return el;
+    const shorter = wanted.replace(/(\.[^.[\]]*|\[\d+\])$/, "");
+    if (shorter === wanted) break;
+    wanted = shorter;
   }
   return null;
 }
@@ -1050,6 +1147,10 @@ function wireEvents() {
   $("f-capacity-on").addEventListener("change", toggleCapacity);
   $("audience-add").addEventListener("click", () => {
     $("audience-rows").querySelector("tbody").append(audienceRow());
+    formChanged();
+  });
+  $("min-views-add").addEventListener("click", () => {
+    $("min-views-rows").querySelector("tbody").append(minViewsRow());
     formChanged();
   });
   $("locale-add").addEventListener("click", () => {
