@@ -50,11 +50,12 @@ class DwellAggregator:
                "value_serializer": "raw"}  # fmt: skip
         self.updates = app.topic(settings.topic_dwell_updates, **raw)
         self.records = app.topic(settings.topic_dwell, **raw)
+        options = settings.rocksdb_options()
         self.table = app.Table(
             "dwell", partitions=settings.partitions, use_partitioner=True,
-            key_type=bytes, value_type=bytes, options=settings.rocksdb_options(),
+            key_type=bytes, value_type=bytes, options=options,
         )  # fmt: skip
-        share_table_memory(self.table, settings.table_memory_bytes, settings.rocksdb_options())
+        share_table_memory(self.table, settings.table_memory_bytes, options)
         self.sink = Sink(app, transactional=settings.processing_guarantee == "exactly_once")
         self.lock = asyncio.Lock()
         self.windows: list[tuple[int, bytes]] = []  # heap of (window start, key) held here

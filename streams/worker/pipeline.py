@@ -110,11 +110,12 @@ class Pipeline:
         # use_partitioner: the changelog partition is the key's own (murmur2 of the visitor
         # id, as on the clickstream), so the timer may write journeys outside the stream.
         # Values stay bytes (the app's serializers are raw): orjson reads the journeys.
+        options = settings.rocksdb_options()
         self.journeys = app.Table(
             "journeys", partitions=settings.partitions, use_partitioner=True,
-            key_type=bytes, value_type=bytes, options=settings.rocksdb_options(),
+            key_type=bytes, value_type=bytes, options=options,
         )  # fmt: skip
-        share_table_memory(self.journeys, settings.table_memory_bytes, settings.rocksdb_options())
+        share_table_memory(self.journeys, settings.table_memory_bytes, options)
         self.sink = Sink(app, transactional=settings.processing_guarantee == "exactly_once")
         app.timer(0.1, name="beckon-timers")(self.fire_timers)
         app.timer(CONFIRM_EVERY_S, name="beckon-caught-up")(self.confirm_caught_up)
