@@ -20,6 +20,7 @@ from typing import Any
 
 from schemas.capacity import Capacity, capacity_to_json
 from streams.core.capacity import CapacityView, history_ms
+from streams.kafka.consumer import follow_topic
 from streams.kafka.rules_topic import _read_all
 from streams.settings import Settings
 
@@ -63,32 +64,21 @@ class CapacityInForce:
 
     async def follow(self, poll_s: float = 0.5) -> None:
         """Fold every capacity record as it arrives, until cancelled."""
-        from aiokafka import AIOKafkaConsumer, TopicPartition
 
-        topic = self.settings.topic_capacity
-        consumer = AIOKafkaConsumer(
-            **self.settings.aiokafka_config(),
-            group_id=None,
-            enable_auto_commit=False,
+        def fold_all(records: list[Any]) -> None:
+            for record in records:
+                fold(self.view, record)
+
+        # A partition with nothing read yet starts at its beginning (copies would change
+        # nothing anyway).
+        await follow_topic(
+            self.settings,
+            self.settings.topic_capacity,
+            fold_all,
             client_id="beckon-capacity-follower",
+            positions=self.positions,
+            poll_s=poll_s,
         )
-        await consumer.start()
-        try:
-            parts = consumer.partitions_for_topic(topic) or {0}
-            tps = [TopicPartition(topic, p) for p in sorted(parts)]
-            consumer.assign(tps)
-            for tp in tps:
-                if tp.partition in self.positions:
-                    consumer.seek(tp, self.positions[tp.partition])
-                else:  # nothing read there yet (copies would change nothing anyway)
-                    await consumer.seek_to_beginning(tp)
-            while True:
-                batches = await consumer.getmany(timeout_ms=int(poll_s * 1000))
-                for records in batches.values():
-                    for record in records:
-                        fold(self.view, record)
-        finally:
-            await consumer.stop()
 
 
 def read_capacity(settings: Settings, timeout_s: float = 30) -> CapacityView:

@@ -12,12 +12,15 @@ Beckon may write an invitation twice after a worker crash; the copy carries the 
 ``max_remembered`` ids (a copy arrives within seconds of its original, so a window of
 100,000 ids, about 10 MB, is ample). Messages that are not valid invitations are logged,
 counted in ``invalid`` and skipped: they never stop delivery.
+
+``follow_topic`` is the worker's other consumer: every partition of a small topic (the
+rules, the capacity), no consumer group, each record handed on as it comes.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
 from cachetools import LRUCache
@@ -127,3 +130,47 @@ class InvitationConsumer:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+async def follow_topic(
+    settings: Settings,
+    topic: str,
+    on_records: Callable[[list[Any]], None],
+    *,
+    client_id: str,
+    positions: Mapping[int, int] | None = None,
+    poll_s: float = 0.5,
+    **consumer_options: Any,
+) -> None:
+    """Hand each poll's records of every partition of ``topic`` to ``on_records`` (an
+    empty list when a poll brought none), until cancelled.
+
+    No consumer group: every worker reads the whole topic. A partition is read from its
+    offset in ``positions`` (where an earlier read stopped), or else from its beginning.
+    """
+    from aiokafka import AIOKafkaConsumer, TopicPartition
+
+    consumer = AIOKafkaConsumer(
+        **settings.aiokafka_config(),
+        group_id=None,
+        enable_auto_commit=False,
+        client_id=client_id,
+        **consumer_options,
+    )
+    await consumer.start()
+    try:
+        parts = consumer.partitions_for_topic(topic) or {0}
+        tps = [TopicPartition(topic, p) for p in sorted(parts)]
+        consumer.assign(tps)
+        positions = positions or {}
+        for tp in tps:
+            if tp.partition in positions:
+                consumer.seek(tp, positions[tp.partition])
+        unread = [tp for tp in tps if tp.partition not in positions]
+        if unread:
+            await consumer.seek_to_beginning(*unread)
+        while True:
+            batches = await consumer.getmany(timeout_ms=int(poll_s * 1000))
+            on_records([record for records in batches.values() for record in records])
+    finally:
+        await consumer.stop()

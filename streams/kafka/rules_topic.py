@@ -33,6 +33,7 @@ from schemas.rules import RuleSet, rule_to_json
 from streams.clock import now_ms
 from streams.core.rulebook import RuleBook
 from streams.core.rules import CompiledRules
+from streams.kafka.consumer import follow_topic
 from streams.kafka.topics import TopicSpec, contract_topics, ensure_topics
 from streams.settings import Settings
 
@@ -245,30 +246,19 @@ class RulesInForce:
 
     async def follow(self, poll_s: float = 0.5) -> None:
         """Fold every rules message as it arrives, until cancelled."""
-        from aiokafka import AIOKafkaConsumer, TopicPartition
-
-        topic = self.settings.topic_rules
-        consumer = AIOKafkaConsumer(
-            **self.settings.aiokafka_config(),
-            group_id=None,
-            enable_auto_commit=False,
-            isolation_level="read_committed",
+        await follow_topic(
+            self.settings,
+            self.settings.topic_rules,
+            self._fold,
             client_id="beckon-rules-follower",
+            poll_s=poll_s,
+            isolation_level="read_committed",
         )
-        await consumer.start()
-        try:
-            parts = consumer.partitions_for_topic(topic) or {0}
-            tps = [TopicPartition(topic, p) for p in sorted(parts)]
-            consumer.assign(tps)
-            await consumer.seek_to_beginning(*tps)
-            while True:
-                batches = await consumer.getmany(timeout_ms=int(poll_s * 1000))
-                for records in batches.values():
-                    for record in records:
-                        self.book.fold(record)
-                if self.book.ruleset.version != self.compiled.version:
-                    self.compiled = CompiledRules.of(self.book.ruleset)
-                    log.info("rules version %s in force (%d rules)",
-                             self.compiled.version, len(self.compiled.rules))  # fmt: skip
-        finally:
-            await consumer.stop()
+
+    def _fold(self, records: list[Any]) -> None:
+        for record in records:
+            self.book.fold(record)
+        if self.book.ruleset.version != self.compiled.version:
+            self.compiled = CompiledRules.of(self.book.ruleset)
+            log.info("rules version %s in force (%d rules)",
+                     self.compiled.version, len(self.compiled.rules))  # fmt: skip
