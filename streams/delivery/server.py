@@ -23,9 +23,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 import threading
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, Final
@@ -196,19 +197,34 @@ async def _close_pages(app: web.Application) -> None:
 CORS: Final = {"Access-Control-Allow-Origin": "*"}  # no credentials: the visitor id is in the URL
 
 
-async def stream(request: web.Request) -> web.StreamResponse:
-    """GET /v1/invitations/stream?visitor_id=…: the visitor's invitations, as they come."""
-    visitor_id = request.query.get("visitor_id", "")
-    if not 1 <= len(visitor_id) <= 200:
-        return web.json_response(
-            {"error": "visitor_id: required, 1 to 200 characters"}, status=400, headers=CORS
+def _required_query(request: web.Request, name: str) -> str:
+    """The query parameter ``name``; a 400 when it is missing or over 200 characters."""
+    value = request.query.get(name, "")
+    if not 1 <= len(value) <= 200:
+        raise web.HTTPBadRequest(
+            text=json.dumps({"error": f"{name}: required, 1 to 200 characters"}),
+            content_type="application/json",
+            headers=CORS,
         )
-    hub, keepalive_s = request.app[HUB], request.app[SETTINGS].delivery_keepalive_s
+    return value
+
+
+async def _event_stream(
+    request: web.Request, extra: Mapping[str, str] | None = None
+) -> web.StreamResponse:
+    """A Server-Sent Events response, its headers sent, for the handler to write to."""
     response = web.StreamResponse(headers={
-        "Content-Type": "text/event-stream", "Cache-Control": "no-store",
-        "X-Accel-Buffering": "no", **CORS,
+        "Content-Type": "text/event-stream", "Cache-Control": "no-store", **(extra or {}), **CORS,
     })  # fmt: skip
     await response.prepare(request)
+    return response
+
+
+async def stream(request: web.Request) -> web.StreamResponse:
+    """GET /v1/invitations/stream?visitor_id=…: the visitor's invitations, as they come."""
+    visitor_id = _required_query(request, "visitor_id")
+    hub, keepalive_s = request.app[HUB], request.app[SETTINGS].delivery_keepalive_s
+    response = await _event_stream(request, {"X-Accel-Buffering": "no"})
     outbox = hub.connect(visitor_id, now_ms())
     try:
         await response.write(f"retry: {RETRY_MS}\n\n".encode())
@@ -244,16 +260,9 @@ async def _push(request: web.Request, response: web.StreamResponse, invitation: 
 
 async def agent_stream(request: web.Request) -> web.StreamResponse:
     """GET /v1/agents/stream?queue=…: an agent console; online in the queue while open."""
-    queue = request.query.get("queue", "")
-    if not 1 <= len(queue) <= 200:
-        return web.json_response(
-            {"error": "queue: required, 1 to 200 characters"}, status=400, headers=CORS
-        )
+    queue = _required_query(request, "queue")
     agents, keepalive_s = request.app[AGENTS], request.app[SETTINGS].delivery_keepalive_s
-    response = web.StreamResponse(headers={
-        "Content-Type": "text/event-stream", "Cache-Control": "no-store", **CORS,
-    })  # fmt: skip
-    await response.prepare(request)
+    response = await _event_stream(request)
     agents.connect(queue)
     request.app[CAPACITY_CHANGED].set()
     try:
