@@ -7,6 +7,7 @@ from __future__ import annotations
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -131,6 +132,32 @@ def _outcomes(decisions: list[Any]) -> set[tuple[str, str, str | None]]:
     return {(d["invitation_id"], d["rule_id"], d["reason"]) for d in decisions}
 
 
+def _decided_live(
+    settings: Settings,
+    env: dict[str, str],
+    tmp_path: Path,
+    scenario: Callable[[], None],
+    expected: list[tuple[str, str | None]],
+    order: str,
+) -> list[Any]:
+    """The decisions of a worker on ``tmp_path``'s rules.yaml that ``scenario`` plays to
+    once it has joined its group and read the capacity topic, sorted by ``order``; their
+    (visitor, reason) must be ``expected``."""
+    with (tmp_path / "worker.log").open("wb") as log:
+        worker = start_worker(env, tmp_path / "rules.yaml", log)
+        try:
+            time.sleep(8)  # the worker joins its group and reads the capacity topic
+            scenario()
+            got = read_topic(settings, settings.topic_decisions, len(expected), timeout_s=30)
+        finally:
+            stop_workers(worker)
+
+    log_text = (tmp_path / "worker.log").read_text(errors="replace")
+    decisions = sorted((orjson.loads(r.value) for r in got), key=lambda d: d[order])
+    assert [(d["visitor_id"], d["reason"]) for d in decisions] == expected, log_text[-3000:]
+    return decisions
+
+
 def test_a_replay_with_recorded_capacity_gives_the_backtests_decisions(
     live: tuple[Settings, dict[str, str]], tmp_path: Path
 ) -> None:
@@ -191,24 +218,15 @@ def test_agents_coming_and_going_live_give_the_backtests_decisions(
         time.sleep(5)
         _publish_events(settings, lines[2:])
 
-    with (tmp_path / "worker.log").open("wb") as log:
-        worker = start_worker(env, rules, log)
-        try:
-            time.sleep(8)  # the worker joins its group and reads the capacity topic
-            agents(0)
-            visit("gone-away")  # sales has no free slot at its instant: no_capacity
-            time.sleep(4)  # past gone-away's instant (12 s after its view) and its decision
-            agents(1)
-            visit("welcome")  # an agent is back: invited
-            got = read_topic(settings, settings.topic_decisions, 2, timeout_s=30)
-        finally:
-            stop_workers(worker)
+    def scenario() -> None:
+        agents(0)
+        visit("gone-away")  # sales has no free slot at its instant: no_capacity
+        time.sleep(4)  # past gone-away's instant (12 s after its view) and its decision
+        agents(1)
+        visit("welcome")  # an agent is back: invited
 
-    log_text = (tmp_path / "worker.log").read_text(errors="replace")
-    live_decisions = sorted((orjson.loads(r.value) for r in got), key=lambda d: d["visitor_id"])
-    assert [(d["visitor_id"], d["reason"]) for d in live_decisions] == [
-        ("gone-away", "no_capacity"), ("welcome", None)
-    ], log_text[-3000:]  # fmt: skip
+    expected = [("gone-away", "no_capacity"), ("welcome", None)]
+    live_decisions = _decided_live(settings, env, tmp_path, scenario, expected, "visitor_id")
     _, decisions = _backtest(tmp_path, events, capacity, "--capacity-delay-s", "1")
     assert _outcomes(live_decisions) == _outcomes(decisions)
 
@@ -261,20 +279,15 @@ rules:
                 await asyncio.to_thread(visit, visitor)
                 await asyncio.sleep(5)  # its instant (3 s) and decision (grace 1 s) pass
 
-    with (tmp_path / "worker.log").open("wb") as log:
-        worker = start_worker(env, rules, log)
-        try:
-            time.sleep(8)  # the worker joins its group and reads the capacity topic
-            asyncio.run(asyncio.wait_for(scenario(), 90))
-            got = read_topic(settings, settings.topic_decisions, 3, timeout_s=30)
-        finally:
-            stop_workers(worker)
-
-    log_text = (tmp_path / "worker.log").read_text(errors="replace")
-    live_decisions = sorted((orjson.loads(r.value) for r in got), key=lambda d: d["triggered_at"])
-    assert [(d["visitor_id"], d["reason"]) for d in live_decisions] == [
-        ("nobody", "no_capacity"), ("welcome", None), ("gone", "no_capacity")
-    ], log_text[-3000:]  # fmt: skip
+    expected = [("nobody", "no_capacity"), ("welcome", None), ("gone", "no_capacity")]
+    live_decisions = _decided_live(
+        settings,
+        env,
+        tmp_path,
+        lambda: asyncio.run(asyncio.wait_for(scenario(), 90)),
+        expected,
+        "triggered_at",
+    )
     published = read_topic(settings, settings.topic_capacity, 10**9, timeout_s=5)
     capacity = [orjson.loads(r.value) for r in published]
     assert {c["agents_online"] for c in capacity} == {0, 2}
