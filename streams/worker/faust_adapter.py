@@ -140,6 +140,8 @@ class _SharedMemory(RocksDBOptions):
 
     def as_options(self) -> Any:
         options = super().as_options()
+        # Faust builds its block options inside as_options and rocksdict cannot read them
+        # back from ``options``, so its bloom filter and index type are set again here.
         blocks = rocksdict.BlockBasedOptions()
         blocks.set_bloom_filter(self.bloom_filter_size, block_based=True)
         blocks.set_block_cache(self.cache)
