@@ -48,6 +48,7 @@ from streams.collector.trackers import (
     primary_language,
 )
 from streams.collector.trackers.common import join
+from streams.kafka import backoff
 from streams.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -126,6 +127,7 @@ class Collector:
         from aiokafka import AIOKafkaProducer
         from aiokafka.errors import KafkaError
 
+        backoff.install()  # while Kafka is away, a few metadata tries a second, not a thousand
         s = self.settings
         self._producer = AIOKafkaProducer(
             **s.aiokafka_config(),

@@ -27,6 +27,7 @@ from cachetools import LRUCache
 
 from schemas.errors import BrokerError, InvalidInput
 from schemas.invitations import Invitation, parse_invitation
+from streams.kafka import backoff
 from streams.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -150,6 +151,7 @@ async def follow_topic(
     """
     from aiokafka import AIOKafkaConsumer, TopicPartition
 
+    backoff.install()
     consumer = AIOKafkaConsumer(
         **settings.aiokafka_config(),
         group_id=None,

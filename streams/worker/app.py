@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import faust
 
+from streams.kafka import backoff
 from streams.settings import Settings
 from streams.worker.tables import partitioner
 
 
 def create_app(settings: Settings) -> faust.App:
     """A Faust app on the settings' cluster, with RocksDB tables under ``data_path``."""
+    backoff.install()  # its Kafka clients wait between failed metadata updates
     return faust.App(
         settings.app_id,
         broker=[f"kafka://{host}" for host in settings.bootstrap.split(",")],
