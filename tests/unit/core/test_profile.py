@@ -283,3 +283,15 @@ VALUES = st.dictionaries(
 @given(st.sampled_from(["{a}{b|x}", "Hi {first_name|there}!", "{a|}-{a}-{b}", "plain"]), VALUES)
 def test_template_renders_like_render_template(text: str, values: dict[str, object]) -> None:
     assert Template.of(text).render(values) == render_template(text, values)
+
+
+def test_warm_up_tries_each_device_class_and_leaves_the_cache_alone(
+    parses: list[str],
+) -> None:
+    import streams.core.profile as profile
+
+    profile.warm_up()
+    assert parses == list(profile.SAMPLE_AGENTS)  # each parsed once
+    assert all(known_device(ua) is None for ua in profile.SAMPLE_AGENTS)  # none cached
+    classes = {device_of(ua) for ua in profile.SAMPLE_AGENTS}
+    assert classes == {"desktop", "mobile", "tablet"}
