@@ -28,6 +28,7 @@ move it.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Final
 
@@ -101,11 +102,16 @@ class PartitionClock:
             self.at = self.now(wall)
         self.caught_up_since = None
 
-    def restore(self, at: int) -> None:
-        """After a restart: the clock when the partition's journeys were saved. It is used
-        only if Kafka confirms there is nothing to read; records set the clock otherwise,
-        so saved journeys ahead of an unread backlog wait for it."""
-        self.resume = at if self.resume is None else max(self.resume, at)
+    def restore(self, latest: Sequence[int]) -> None:
+        """After a restart: the latest event times of the last ``window`` visitors read
+        before it, as their saved journeys hold them. The clock resumes from their lower
+        median, as it stood then, so a visitor whose clock runs hours fast cannot drag it
+        on a restart either (the largest saved time did: found by bench/soak,
+        docs/reliability.md). It is used only if Kafka confirms there is nothing to read;
+        records set the clock otherwise, so saved journeys ahead of an unread backlog
+        wait for it."""
+        if latest:
+            self.resume = sorted(latest)[(len(latest) - 1) // 2]
 
     def ahead(self, ts: int, wall: int, max_ahead_ms: int) -> bool:
         """True if ``ts`` is further ahead of this clock than ``max_ahead_ms`` (counted)."""

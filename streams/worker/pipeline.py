@@ -339,9 +339,10 @@ class Pipeline:
                 count += 1
                 held, partition = decode(value), partition_of(vkey, n)
                 # Not the partition's clock: saved journeys can be ahead of unread records.
-                timers.resume(partition, held)
+                timers.resume(partition, vkey, held)
                 if held.journey.pending:
                     timers.schedule(vkey, partition, held, held.journey.pending[0][0])
+            timers.resumed()
             # Counted here, once per recovery; between recoveries handle adds the new ones.
             self.metrics.journeys.set(count)
             log.info("timers rebuilt: %d visitors with a planned instant", len(timers.scheduled))

@@ -12,7 +12,7 @@ import heapq
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 
-from streams.core.clock import PartitionClock, due, seen_at, visitor_time
+from streams.core.clock import WINDOW, PartitionClock, due, seen_at, visitor_time
 from streams.worker.held import Held
 
 
@@ -26,6 +26,8 @@ class Timers:
     heaps: dict[int, list[tuple[int, bytes]]] = field(default_factory=dict)
     scheduled: dict[bytes, int] = field(default_factory=dict)  # visitor -> clock value due
     read_to: dict[int, int] = field(default_factory=dict)  # partition -> next offset to handle
+    # while resuming: partition -> (offset, visitor, latest event time) of the last read
+    resuming: dict[int, list[tuple[int, bytes, int]]] = field(default_factory=dict)
 
     def clock(self, partition: int) -> PartitionClock:
         clock = self.clocks.get(partition)
@@ -88,10 +90,25 @@ class Timers:
         self.heaps.clear()
         self.scheduled.clear()
         self.read_to.clear()
+        self.resuming.clear()
 
-    def resume(self, partition: int, held: Held) -> None:
-        """A saved journey of ``partition``: what a caught-up partition resumes from."""
-        self.clock(partition).restore(held.anchor)
+    def resume(self, partition: int, vkey: bytes, held: Held) -> None:
+        """A saved journey of ``partition``: the last ones read before a restart give what
+        the partition's clock resumes from (``resumed``) if Kafka says nothing is left."""
+        if held.read_to is None or held.read_to[0] != partition:
+            return  # not read live on this partition: says nothing about its clock
+        last = self.resuming.setdefault(partition, [])
+        entry = (held.read_to[1], vkey, held.journey.clock)
+        if len(last) < WINDOW:
+            heapq.heappush(last, entry)
+        else:
+            heapq.heappushpop(last, entry)
+
+    def resumed(self) -> None:
+        """Every saved journey was seen: restore each partition's clock from its window."""
+        for partition, last in self.resuming.items():
+            self.clock(partition).restore([ts for _, _, ts in last])
+        self.resuming.clear()
 
     def confirm(
         self, positions: Mapping[int, int | None], highwaters: Mapping[int, int], wall: int

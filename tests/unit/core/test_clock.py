@@ -86,15 +86,26 @@ def test_falling_behind_stops_the_idle_advance_and_keeps_what_it_gained() -> Non
 
 def test_a_restart_resumes_from_the_saved_clock_only_when_nothing_is_left_to_read() -> None:
     backlog = PartitionClock()
-    backlog.restore(T0 + HOUR)  # journeys saved ahead of what is still unread
+    backlog.restore([T0 + HOUR])  # journeys saved ahead of what is still unread
     replayed(backlog, (b"a", T0))
     assert backlog.now(WALL) == T0
 
     idle = PartitionClock(idle_ms=SECOND)
-    idle.restore(T0 + HOUR)
+    idle.restore([T0 + HOUR])
     assert idle.now(WALL) is None
     idle.caught_up(WALL)
     assert idle.now(WALL + 2 * SECOND) == T0 + HOUR + 2 * SECOND
+
+
+def test_a_restart_resumes_from_the_median_of_the_last_visitors_read() -> None:
+    clock = PartitionClock(idle_ms=SECOND)
+    # Two of the last visitors read before the restart had clocks hours fast.
+    clock.restore([T0 + 3 * HOUR, T0 - SECOND, T0, T0 + 3 * HOUR, T0 + SECOND])
+    clock.caught_up(WALL)
+
+    assert clock.now(WALL) == T0 + SECOND
+    clock.restore([])  # no journey read live on the partition: nothing changes
+    assert clock.now(WALL) == T0 + SECOND
 
 
 def test_an_instant_is_due_after_the_visitors_own_elapsed_time_whatever_its_clock() -> None:

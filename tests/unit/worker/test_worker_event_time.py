@@ -93,6 +93,27 @@ def test_journeys_saved_ahead_of_an_unread_backlog_wait_for_it() -> None:
     assert invited(app)["v1"] == format_instant(T0 + 46 * SECOND)
 
 
+def test_a_restart_with_nothing_to_read_is_not_dragged_by_a_fast_visitors_journey() -> None:
+    app = StandInApp()
+    before = [click("fast", 0, "page_view", T0 + 3 * HOUR), *others(T0 - SECOND, "a", "b"),
+              *others(T0, "c", "d"), click("v1", 0, "page_view", T0)]  # fmt: skip
+    first = pipeline_on(app)
+    feed(first, before)
+    end = first.timers.read_to[0]  # the next offset: every record was handled
+    # A restart when the partition is read to its end (the next records are still on their
+    # way to Kafka): the clock resumes where the stream was, not at the fast visitor's time.
+    restarted = pipeline_on(app)
+    asyncio.run(restarted.rebuild_wakeups())
+    restarted.timers.confirm({0: end}, {0: end}, WALL)
+    feed(restarted, [])
+    assert "v1" not in invited(app)  # its 30 s of dwell are not over
+    after = [click("v1", 1, "page_leave", T0 + 10 * SECOND)]  # it left after 10 s
+    feed(restarted, after, others(T0 + 60 * SECOND, "a", "b", "c"))
+
+    assert "v1" not in invited(app)
+    assert "v1" not in backtest(before, after, others(T0 + 60 * SECOND, "a", "b", "c"))
+
+
 def test_a_visitor_whose_clock_is_hours_slow_gets_its_own_timing() -> None:
     app = StandInApp()
     slow = T0 - 3 * HOUR
