@@ -28,6 +28,7 @@ test ``tests/integration/test_soak_short.py``). Results: docs/reliability.md.
 
 from __future__ import annotations
 
+import _thread
 import argparse
 import contextlib
 import os
@@ -480,11 +481,18 @@ class Conductor(threading.Thread):
         f.done += f"; {self.fleet.now()}: SIGTERM, left"
 
     def bounce(self, f: Fault) -> None:
+        """Stop the broker, and start it again after the fault's hold. A broker that does
+        not start fails the soak at once (the main thread is interrupted) rather than
+        leaving producers and workers to wait for it until a timeout."""
         try:
             broker.stop(self.base)
             time.sleep(f.hold_s)
             broker.start(self.base)
             f.done += f"; {self.fleet.now()}: broker started"
+        except BaseException as exc:
+            self.error = exc
+            say(f"fault {f.kind}: the broker did not start again: {exc}")
+            _thread.interrupt_main()
         finally:
             self.broker_busy.clear()
 
