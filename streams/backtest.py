@@ -59,11 +59,11 @@ def read_events(lines: Iterable[bytes], result: Result) -> list[tuple[int, int, 
 
 def _parse_line(number: int, line: bytes, result: Result) -> ClickEvent | None:
     """The event on this line, or None (blank, or bad: counted, and quoted if among the first)."""
-    if not line.strip():
-        return None
     try:
         return parse_event(line)
     except InvalidEvent as exc:
+        if not line.strip():  # no JSON at all: blank, not bad (checked only on failure)
+            return None
         result.bad_lines += 1
         if len(result.bad_examples) < MAX_EXAMPLES:
             result.bad_examples.append(f"line {number}: {exc}")
@@ -107,7 +107,7 @@ class _Driver:
     def feed(self, event: ClickEvent) -> None:
         journeys = self.journeys
         known = journeys.get(event.visitor_id)
-        journey, step = advance(known, event, self.rules, self.limits, self.capacity)
+        journey, step = advance(known, event, self.rules, self.limits, self.capacity, dwell=False)
         if journey is not known:
             self.started += 1
             journeys[event.visitor_id] = journey

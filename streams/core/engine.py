@@ -99,11 +99,15 @@ def advance(
     rules: CompiledRules,
     limits: Limits,
     capacity: CapacityView | None = None,
+    *,
+    dwell: bool = True,
 ) -> tuple[Journey, Step]:
     """Fold one event into the visitor's journey (created on its first event).
 
     ``capacity``: the queues' capacity records so far, for rules with a capacity clause
-    (None: unknown for every queue)."""
+    (None: unknown for every queue). ``dwell``: whether to work out what the event adds to
+    the dwell aggregates (``Step.pages``); a driver that publishes none (the backtest)
+    passes False. No rule reads them, so the decisions are the same either way."""
     if journey is None:
         journey = Journey(event.visitor_id, event.site_id)
     decisions: list[dict[str, Any]] = []
@@ -125,7 +129,9 @@ def advance(
     # Absent just before t: instants planned earlier may lie in the absence; plan anew.
     replan = t > journey.present_until(limits.presence_ms)
     starts = starts_session(journey, event, t, limits.session_gap_ms)
-    pages = observe(journey, event, t, starts, limits.presence_ms, limits.window_ms)
+    pages = (
+        observe(journey, event, t, starts, limits.presence_ms, limits.window_ms) if dwell else []
+    )
     if starts:
         new_session(journey, event, t)
         replan = True

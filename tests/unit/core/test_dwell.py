@@ -7,7 +7,7 @@ from collections.abc import Iterable
 from schemas.aggregates import PAGE_DWELL, PageDwell
 from schemas.events import ClickEvent
 from streams.core.dwell import Key, PageWindow, bucket, fold, window_of
-from streams.core.engine import Limits, advance
+from streams.core.engine import Limits, Step, advance
 from streams.core.journey import Journey
 from tests.unit.core.engine_helpers import (
     MINUTE,
@@ -115,6 +115,30 @@ def test_a_duplicate_event_adds_nothing() -> None:
     first = ping(T0 + 10 * SECOND)
     agg = aggregates([view(T0), first, first, leave(T0 + 12 * SECOND)])
     assert agg[(SITE, PAGE, W0)].dwell_ms == 12_000
+
+
+def test_without_dwell_the_engine_decides_the_same_and_adds_nothing() -> None:
+    # The backtest publishes no aggregates and passes dwell=False: rules never read them.
+    rules = compile_rules(
+        """
+        rules:
+          - {id: dwell, trigger: {dwell_seconds: 20}, message: {text: "A"}}
+          - {id: later, trigger: {dwell_seconds: 40}, frequency: {per_session: null},
+             message: {text: "B"}}
+        """
+    )
+    events = [view(T0), ping(T0 + 25 * SECOND), leave(T0 + 30 * SECOND), view(T0 + 40 * SECOND)]
+    events += [ping(T0 + 90 * SECOND, OTHER), view(T0 + 95 * SECOND, OTHER)]
+    steps: dict[bool, list[Step]] = {}
+    for dwell in (True, False):
+        journey: Journey | None = None
+        steps[dwell] = []
+        for e in events:
+            journey, step = advance(journey, e, rules, LIMITS, dwell=dwell)
+            steps[dwell].append(step)
+    assert [s.pages for s in steps[False]] == [[]] * len(events)
+    assert any(s.pages for s in steps[True]) and any(s.decisions for s in steps[True])
+    assert [s[:3] for s in steps[False]] == [s[:3] for s in steps[True]]
 
 
 def test_partials_merge_to_the_whole() -> None:
