@@ -27,7 +27,34 @@ its own topics, each worker group its own app id, data dirs and output topics.
    run on until every instant had its chance (the last ones lie up to the presence
    timeout after their partition's last event, reached in wall time), and missing,
    extra ids and copies are counted.
-4. Two workers, one fresh group, the same topic: combined events/s, measured alike.
+4. Scale (issue 14: CPU per event with 1, 2 and 4 workers within 10% of each other, and
+   each run equal to the backtest): for each N of ``--scale`` (1,2,4), a fresh group of N
+   workers over the same topic. Combined events/s, measured as in 3; the CPU-seconds the
+   N processes used (utime + stime of /proc/<pid>/stat: all their threads), each from
+   the poll that first sees its "Ready" to the poll at which the group reaches the end;
+   that total per event read after the first worker was Ready (the group's committed
+   offsets then, in practice all), and its ratio to the first N's; the invitations
+   against the backtest as in 3. Two cores cannot show a wall-clock speed-up beyond two
+   workers (the broker and this script share them), but a CPU cost per event that stays
+   flat as N grows shows that the work splits without overhead, so more cores add
+   throughput. Why from "Ready": Faust logs it once the worker's first assignment is
+   recovered and its partitions are sought, so its reading starts there. What comes
+   before (imports, the rules, joining the group) is paid once per process, not per
+   event; counting it would charge N workers N start-ups for one input. A worker not
+   yet Ready when the group reaches the end read nothing and counts nothing. "Ready" is
+   seen up to a poll (0.2 s) late: up to 0.2 s of a core per worker of early reading is
+   missed while its events are counted. Still counted: the idle second between the last
+   event and its commit, the rebalances as later workers join, and the rest of a
+   start-up that outlasts Ready: one worker alone is done by then (0.01 CPU-s a second
+   after it, idle), but four starting together on two cores still had device-detector's
+   warm-up and the joins to finish, ~1.1 CPU-s each after Ready with nothing to read
+   (2026-12-03). Hence a second figure: the CPU from the poll at which every worker has
+   been Ready ``SETTLE_S`` (3 s) to the end, per event left then: the input less the
+   events the workers had handled (``beckon_events_total`` on their /metrics; committed
+   offsets lag too far for this, the first commit coming up to 2 s after Ready). It is
+   nan when the group is done before that, as on a small input, where start-up and
+   rebalances take most of the run anyway. ``--skip two`` (the phase's former name,
+   when it ran two workers only) skips it.
 5. Paced latency, with the default grace and with ``--grace``: an idle worker on fresh
    topics, then ``--rate`` events/s for ``--paced-seconds``, each ``ts`` rewritten to the
    wall clock as sent. The traffic is generated dense enough to run at about ``--rate``
@@ -73,6 +100,7 @@ from streams.ops import broker
 from streams.settings import Settings, load_settings
 
 TARGET_EPS, TARGET_P99_MS, POLL_S = 10_000, 1_000, 0.2
+SETTLE_S = 3  # after the last worker's Ready: its start-up's rest is done (bench.live 4)
 WARMUP_MS = 10 * 60_000  # event time skipped before the paced window: the site fills up
 # Events a visitor adds to a day of bench.clickstream traffic, per unit of the generator's
 # events/visitors ratio (measured: 1,400 events/s 10-30 minutes in, 17M visitors, ratio 10).
@@ -116,6 +144,35 @@ def paced_schedule(timed: Sequence[Timed], seconds: float) -> tuple[list[Timed],
     first, last = timed[0][0], timed[-1][0]
     speedup = (last - first) / (seconds * 1000) if last > first else 1.0
     return [(round((ts - first) / speedup), key, value) for ts, key, value in timed], speedup
+
+
+def group_sizes(text: str) -> list[int]:
+    """``--scale``'s "1,2,4": the group sizes, in order, each once."""
+    sizes = [int(part) for part in text.split(",") if part.strip()]
+    if not sizes or min(sizes) < 1:
+        raise ValueError(f"group sizes are whole numbers from 1: {text!r}")
+    return list(dict.fromkeys(sizes))
+
+
+def cpu_since(at_start: Sequence[float], at_end: Sequence[float]) -> float:
+    """CPU-seconds the workers used from each one's start (its Ready, say) to the end,
+    summed; a worker with no start (nan: not Ready by the end) read nothing and counts
+    nothing."""
+    pairs = zip(at_start, at_end, strict=True)
+    return sum(end - start for start, end in pairs if not math.isnan(start))
+
+
+def per_event_us(cpu_s: float, events: int) -> float:
+    """CPU-µs an event; nan for no events."""
+    return cpu_s / events * 1e6 if events > 0 else math.nan
+
+
+def spread(values: Sequence[float]) -> float:
+    """How far the largest value lies above the smallest, max / min - 1; nan unless all
+    are positive."""
+    if not values or not all(v > 0 for v in values):  # nan > 0 is False
+        return math.nan
+    return max(values) / min(values) - 1
 
 
 # --- broker, topics, workers -----------------------------------------------------------
@@ -183,17 +240,19 @@ class Worker:
         if floor:  # Faust alone: an agent that only counts (bench.faust_floor)
             argv = [sys.executable, "-m", "bench.faust_floor", *flags(*process),
                     "--topic", settings.topic_clickstream]  # fmt: skip
-        self.log = folder / f"{settings.app_id}-{i}.log"
+        self.log, self.web = folder / f"{settings.app_id}-{i}.log", settings.web_port
         self.started, self.ready_s = time.monotonic(), math.nan
+        self.ready_cpu_s = math.nan  # CPU-seconds used by the time "Ready" was seen
         with self.log.open("ab") as out:  # a restarted worker logs on after its past
             self.proc = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT)
 
     def ready(self) -> bool:
-        """Has Faust logged "Ready" (noting when it first did)? Raises if the worker died."""
+        """Has Faust logged "Ready" (noting when it first did, and the CPU used by then)?
+        Raises if the worker died."""
         if self.proc.poll() is not None:
             raise RuntimeError(f"worker exited with {self.proc.returncode}:\n{self.tail()}")
         if math.isnan(self.ready_s) and "Worker]: Ready" in self.tail(None):
-            self.ready_s = time.monotonic() - self.started
+            self.ready_s, self.ready_cpu_s = time.monotonic() - self.started, self.cpu_s()
         return not math.isnan(self.ready_s)
 
     def wait_idle(self, timeout_s: float = 120) -> None:
@@ -213,8 +272,19 @@ class Worker:
         return math.nan
 
     def cpu_s(self) -> float:
+        """CPU-seconds used so far, all threads: utime + stime of /proc/<pid>/stat."""
         fields = Path(f"/proc/{self.proc.pid}/stat").read_text().rsplit(")", 1)[1].split()
         return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+    def events(self) -> int:
+        """Clickstream events it has handled so far: ``beckon_events_total`` on its /metrics
+        (answered between batches)."""
+        from urllib.request import urlopen
+
+        with urlopen(f"http://localhost:{self.web}/metrics", timeout=10) as response:
+            lines = response.read().decode().splitlines()
+        counts = (float(x.split()[-1]) for x in lines if x.startswith("beckon_events_total"))
+        return round(sum(counts))
 
     def stop(self) -> None:
         """SIGTERM (Faust stops cleanly), SIGKILL after 30 s."""
@@ -241,11 +311,15 @@ class Worker:
 
 def committed(admin: Any, group: str, topic: str) -> int:
     """Offsets the group committed on the topic, summed; 0 while its coordinator loads."""
-    from kafka.errors import CoordinatorLoadInProgressError, CoordinatorNotAvailableError
+    from kafka.errors import (
+        CoordinatorLoadInProgressError,
+        CoordinatorNotAvailableError,
+        NotCoordinatorError,
+    )
 
     try:
         offsets = admin.list_group_offsets({group: None}).get(group, {})
-    except (CoordinatorNotAvailableError, CoordinatorLoadInProgressError):
+    except (CoordinatorNotAvailableError, CoordinatorLoadInProgressError, NotCoordinatorError):
         return 0  # a fresh broker creates __consumer_offsets on the first group's request
     return sum(max(0, meta.offset) for tp, meta in offsets.items() if tp.topic == topic)
 
@@ -358,23 +432,33 @@ def consume(settings: Settings, rules: Path, folder: Path, n: int, curve: list[i
     admin = KafkaAdminClient(**settings.kafka_python_config())
     workers = [Worker(settings, rules, folder, i, floor=floor) for i in range(n)]
     samples: list[tuple[float, int, float, float]] = []  # (s, committed, VmRSS MB, CPU s)
+    since: int | None = None  # committed when the first worker was seen Ready
+    settled: tuple[int, list[float]] = (total, [math.nan] * n)  # handled, CPU: all settled
     try:
         deadline = time.monotonic() + 60 + total / 500
         while not samples or samples[-1][1] < total:
             if time.monotonic() > deadline:
                 raise RuntimeError(f"not done in time: {samples[-1:]}\n{workers[0].tail()}")
-            for w in workers:
-                w.ready()
-            samples.append((time.monotonic() - workers[0].started,
-                            committed(admin, settings.app_id, settings.topic_clickstream),
-                            sum(w.mb("VmRSS") for w in workers),
-                            sum(w.cpu_s() for w in workers)))  # fmt: skip
+            ready = [w.ready() for w in workers]
+            done_now = committed(admin, settings.app_id, settings.topic_clickstream)
+            since = done_now if since is None and any(ready) else since
+            cpu = [w.cpu_s() for w in workers]
+            last_ready = max(w.started + w.ready_s for w in workers) if all(ready) else math.inf
+            if math.isnan(settled[1][0]) and time.monotonic() >= last_ready + SETTLE_S:
+                # handled, not committed: the first commit can come 2 s after Ready
+                settled = sum(w.events() for w in workers), [w.cpu_s() for w in workers]
+            samples.append((time.monotonic() - workers[0].started, done_now,
+                            sum(w.mb("VmRSS") for w in workers), sum(cpu)))  # fmt: skip
             time.sleep(POLL_S)
         progress = [(round(t, 2), c) for t, c, _, _ in samples]
         first = next(s for s in samples if s[1] > 0)
         quarter, done = next(s for s in samples if s[1] >= total / 4), samples[-1]
         half = next(s for s in samples if s[1] >= total / 2)
         later = curve[-1] - curve[min(100, quarter[1] * 100 // total)]  # new after 25%
+        at_ready = [w.ready_cpu_s for w in workers]
+        cpu_s = cpu_since(at_ready, cpu)  # start-up apart
+        read = 0 if since is None else total - since  # events read after the first Ready
+        settled_cpu_s = cpu_since(settled[1], cpu)
         result: dict[str, Any] = {
             # nan when too few polls saw it move (a small input)
             "events_per_s": rate_between(progress, 1, total) or math.nan,
@@ -384,6 +468,13 @@ def consume(settings: Settings, rules: Path, folder: Path, n: int, curve: list[i
             "done_s": done[0],
             # nan when one commit took it all (a small input)
             "cpu_share": (done[3] - first[3]) / (done[0] - first[0] or math.nan),
+            "cpu_s": cpu_s,
+            "cpu_us_per_event": per_event_us(cpu_s, read),
+            "cpu_s_to_ready": at_ready,  # each worker's
+            "settled_events": total - settled[0],
+            "settled_cpu_s": settled_cpu_s,
+            "settled_cpu_us_per_event": per_event_us(settled_cpu_s, total - settled[0]),
+            "ready_workers": sum(ready),
             "rss_mb": [round(w.mb("VmRSS")) for w in workers],
             "hwm_mb": [round(w.mb("VmHWM")) for w in workers],
             "growth_mb_per_100k": (done[2] - quarter[2]) / max(1, later) * 100_000,
@@ -470,42 +561,63 @@ def paced(settings: Settings, rules: Path, folder: Path, schedule: list[Timed]) 
 
 def report(r: dict[str, Any]) -> str:
     """The figures as a table: what, value, and the target or a note."""
-    one, ms = r["one"], "{:,.0f} / {:,.0f} / {:,.0f} ms".format
-    floor_eps = r["faust"]["events_per_s"] if "faust" in r else math.nan
-    floor_cpu = r["faust"]["cpu_share"] if "faust" in r else math.nan
+    ms = "{:,.0f} / {:,.0f} / {:,.0f} ms".format
     rows = [
         ("input", f"{r['events']:,} events, {r['visitors']:,} visitors", "20 rules"),
         ("load average (1 min), start / end", "{:.1f} / {:.1f}".format(*r["load"]), "2 cores"),
-        ("raw ceiling: aiokafka + orjson.loads", f"{r.get('raw', math.nan):,.0f} events/s", ""),
-        ("Faust's agent path: an agent that only counts", f"{floor_eps:,.0f} events/s",
-         f"CPU {floor_cpu:.0%} of a core"),
-        ("one worker: events/s", f"{one['events_per_s']:,.0f}",
-         ("meets" if one["events_per_s"] >= TARGET_EPS else "short of") + f" {TARGET_EPS:,}"),
-        ("  events/s from 10% to 90% of the input", f"{one['middle_per_s']:,.0f}", ""),
-        ("  spawn to Ready / first commit / all done",
-         f"{one['ready_s']:.1f} / {one['first_commit_s']:.1f} / {one['done_s']:.1f} s", ""),
-        ("  worker CPU while consuming", f"{one['cpu_share']:.0%} of a core", ""),
-        ("  VmRSS / VmHWM at the end", f"{one['rss_mb'][0]} / {one['hwm_mb'][0]} MB", ""),
-        ("  memory per 100k visitors",
-         f"{(one['rss_mb'][0] - r['baseline_mb']) / r['visitors'] * 100_000:,.0f} MB",
-         f"(end - idle {r['baseline_mb']:.0f} MB) / visitors"),
-        ("  VmRSS growth per 100k new visitors", f"{one['growth_mb_per_100k']:,.0f} MB",
-         "from 25% to 100% of the input"),
-        ("  VmRSS growth over the second half", f"{one['second_half_growth']:+.0%}",
-         "from 50% to 100% of the input"),
-        ("  data dir on disk", f"{one['data_dir_mb']:,.1f} MB",
-         f"{one['data_dir_mb'] * 1024 * 1024 / r['visitors']:,.0f} bytes per visitor"),
-        ("  invitations / dead letters", one["outputs"], one.get("versus", "")),
-    ]  # fmt: skip
-    if two := r.get("two"):
+    ]
+    if "raw" in r:
+        rows += [("raw ceiling: aiokafka + orjson.loads", f"{r['raw']:,.0f} events/s", "")]
+    if floor := r.get("faust"):
+        rows += [("Faust's agent path: an agent that only counts",
+                  f"{floor['events_per_s']:,.0f} events/s",
+                  f"CPU {floor['cpu_share']:.0%} of a core")]  # fmt: skip
+    if one := r.get("one"):
         rows += [
-            ("two workers, one group: events/s", f"{two['events_per_s']:,.0f}",
-             f"{two['events_per_s'] / one['events_per_s']:.2f}x one"),
-            ("  events/s from 10% to 90% of the input", f"{two['middle_per_s']:,.0f}", ""),
-            ("  CPU while consuming (both)", f"{two['cpu_share']:.0%} of a core", ""),
-            ("  VmRSS at the end", " / ".join(f"{m} MB" for m in two["rss_mb"]), ""),
-            ("  invitations / dead letters", two["outputs"], two.get("versus", "")),
+            ("one worker: events/s", f"{one['events_per_s']:,.0f}",
+             ("meets" if one["events_per_s"] >= TARGET_EPS else "short of") + f" {TARGET_EPS:,}"),
+            ("  events/s from 10% to 90% of the input", f"{one['middle_per_s']:,.0f}", ""),
+            ("  spawn to Ready / first commit / all done",
+             f"{one['ready_s']:.1f} / {one['first_commit_s']:.1f} / {one['done_s']:.1f} s", ""),
+            ("  worker CPU while consuming", f"{one['cpu_share']:.0%} of a core", ""),
+            ("  VmRSS / VmHWM at the end", f"{one['rss_mb'][0]} / {one['hwm_mb'][0]} MB", ""),
+            ("  memory per 100k visitors",
+             f"{(one['rss_mb'][0] - r['baseline_mb']) / r['visitors'] * 100_000:,.0f} MB",
+             f"(end - idle {r['baseline_mb']:.0f} MB) / visitors"),
+            ("  VmRSS growth per 100k new visitors", f"{one['growth_mb_per_100k']:,.0f} MB",
+             "from 25% to 100% of the input"),
+            ("  VmRSS growth over the second half", f"{one['second_half_growth']:+.0%}",
+             "from 50% to 100% of the input"),
+            ("  data dir on disk", f"{one['data_dir_mb']:,.1f} MB",
+             f"{one['data_dir_mb'] * 1024 * 1024 / r['visitors']:,.0f} bytes per visitor"),
+            ("  invitations / dead letters", one["outputs"], one.get("versus", "")),
         ]  # fmt: skip
+    for g in (scale := r.get("scale", [])):
+        n, first = g["workers"], scale[0]
+        rows += [
+            (f"{n} worker{'s' if n > 1 else ''}, one group: events/s", f"{g['events_per_s']:,.0f}",
+             f"{g['events_per_s'] / first['events_per_s']:.2f}x {first['workers']}"),
+            ("  events/s from 10% to 90% of the input", f"{g['middle_per_s']:,.0f}", ""),
+            ("  CPU from each one's Ready to the end", f"{g['cpu_s']:,.2f} s",
+             f"{g['ready_workers']} of {n} Ready; {g['cpu_share']:.0%} of a core while consuming"),
+            ("  CPU per event", f"{g['cpu_us_per_event']:,.1f} µs",
+             f"{g['cpu_ratio']:.2f}x {first['workers']}"),
+            (f"  CPU per event once all Ready {SETTLE_S} s",
+             f"{g['settled_cpu_us_per_event']:,.1f} µs",
+             f"{g['settled_cpu_ratio']:.2f}x {first['workers']}; "
+             f"{g['settled_cpu_s']:,.2f} s over the last {g['settled_events']:,} events")
+            if g["settled_events"] else
+            (f"  CPU per event once all Ready {SETTLE_S} s", "-", "the group was done before"),
+            ("  VmRSS at the end", " / ".join(f"{m} MB" for m in g["rss_mb"]), ""),
+            ("  invitations / dead letters", g["outputs"], g.get("versus", "")),
+        ]  # fmt: skip
+    if scale:
+        for key, name in [("", "from Ready"), ("settled_", "once settled")]:
+            over = r[f"scale_{key}spread"]
+            verdict = "within" if over <= 0.1 else "beyond"
+            rows += [(f"CPU per event {name}, largest over smallest", f"{over:+.1%}",
+                      f"{verdict} 10% (issue 14)") if not math.isnan(over) else
+                     (f"CPU per event {name}, largest over smallest", "-", "")]  # fmt: skip
     for p in r.get("paced", []):
         verdict = "meets" if p["p99_ms"] < TARGET_P99_MS else "misses"
         rows += [
@@ -540,11 +652,14 @@ def main(argv: list[str] | None = None) -> int:
     add("--paced-seconds", type=float, default=60, help="paced run length [60]")
     add("--grace", type=float, default=0.25, help="grace of the second paced run [0.25]")
     add("--bootstrap", help="a running broker [BECKON_BOOTSTRAP, else a private one]")
-    phases = ["raw", "faust", "two", "paced"]
-    add("--skip", action="append", default=[], choices=phases, help="leave out a phase")
+    phases = ["raw", "faust", "one", "scale", "two", "paced"]  # two: scale's former name
+    add("--skip", action="append", default=[], choices=phases,
+        help="leave out a phase (two: the same as scale)")  # fmt: skip
+    add("--scale", type=group_sizes, default="1,2,4", help="group sizes of scale [1,2,4]")
     add("--json", help="also write the figures to this file")
     add("--keep", help="keep the worker logs and data in this folder [a temporary one]")
     args = parser.parse_args(argv)
+    skip = set(args.skip) | ({"scale"} if "two" in args.skip else set())
 
     def say(text: str) -> None:
         print(f"[{time.strftime('%H:%M:%S')}] {text}", file=sys.stderr, flush=True)
@@ -566,26 +681,38 @@ def main(argv: list[str] | None = None) -> int:
         say("the backtest of the same events")
         expected = backtest_ids(base, args.events, args.visitors, args.seed)
         shared = {"topic_clickstream": source.topic_clickstream}
-        if "raw" not in args.skip:
+        if "raw" not in skip:
             say("raw ceiling")
             r["raw"] = raw_ceiling(source, total)
-        if "faust" not in args.skip:
+        if "faust" not in skip:
             say("Faust's agent path: an agent that only counts")
             settings = group_settings(base, f"{run}.faust", folder, **shared)
             r["faust"] = consume(settings, rules, folder, 1, curve, total, floor=True)
-        say("idle baseline")
-        idle = Worker(group_settings(base, f"{run}.idle", folder), rules, folder)
-        try:
-            idle.wait_idle()
-            r["baseline_mb"] = idle.mb("VmRSS")
-        finally:
-            idle.stop()
-        for phase, n in [("one", 1), ("two", 2)]:
-            if phase not in args.skip:
-                say(f"{phase} worker(s) over the preloaded topic")
-                settings = group_settings(base, f"{run}.{phase}", folder, **shared)
-                r[phase] = consume(settings, rules, folder, n, curve, total, expected=expected)
-        if "paced" not in args.skip:
+        if "one" not in skip:
+            say("idle baseline")
+            idle = Worker(group_settings(base, f"{run}.idle", folder), rules, folder)
+            try:
+                idle.wait_idle()
+                r["baseline_mb"] = idle.mb("VmRSS")
+            finally:
+                idle.stop()
+        groups = [("one", 1)] if "one" not in skip else []
+        groups += [(f"scale{n}", n) for n in args.scale if "scale" not in skip]
+        for phase, n in groups:
+            say(f"{n} worker(s) in a fresh group over the preloaded topic ({phase})")
+            settings = group_settings(base, f"{run}.{phase}", folder, **shared)
+            result = consume(settings, rules, folder, n, curve, total, expected=expected)
+            if phase == "one":
+                r["one"] = result
+            else:
+                r.setdefault("scale", []).append({"workers": n, **result})
+        if scale := r.get("scale"):
+            for key in ["", "settled_"]:  # from Ready, and once settled
+                per_event = [g[f"{key}cpu_us_per_event"] for g in scale]
+                for g, us in zip(scale, per_event, strict=True):
+                    g[f"{key}cpu_ratio"] = us / (per_event[0] or math.nan)
+                r[f"scale_{key}spread"] = spread(per_event)
+        if "paced" not in skip:
             say(f"generating {args.rate * args.paced_seconds:,.0f} events to pace")
             ratio = max(1, args.events // max(1, args.visitors))
             timed = paced_input(args.rate, args.paced_seconds, ratio, args.seed)
@@ -598,7 +725,7 @@ def main(argv: list[str] | None = None) -> int:
                 r["paced"].append(paced(settings, rules, folder, schedule))
     r["load"].append(os.getloadavg()[0])
     print(report(r))
-    for phase in [r.get("faust"), r["one"], r.get("two"), *r.get("paced", [])]:
+    for phase in [r.get("faust"), r.get("one"), *r.get("scale", []), *r.get("paced", [])]:
         for line, count in (phase or {}).get("problems", Counter()).most_common(8):
             print(f"worker log: {count} x {line[:150]}")
     if args.json:

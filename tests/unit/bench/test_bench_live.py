@@ -5,8 +5,18 @@ from __future__ import annotations
 import math
 
 import orjson
+import pytest
 
-from bench.live import paced_schedule, percentile, rate_between, retimed
+from bench.live import (
+    cpu_since,
+    group_sizes,
+    paced_schedule,
+    per_event_us,
+    percentile,
+    rate_between,
+    retimed,
+    spread,
+)
 
 
 def test_percentile_is_the_nearest_rank() -> None:
@@ -58,3 +68,36 @@ def test_schedule_of_one_instant_or_nothing() -> None:
         1.0,
     )
     assert paced_schedule([], 10) == ([], 1.0)
+
+
+def test_group_sizes_keep_their_order_each_once() -> None:
+    assert group_sizes("1,2,4") == [1, 2, 4]
+    assert group_sizes(" 4, 1 ,4,") == [4, 1]
+    assert group_sizes("3") == [3]
+
+
+@pytest.mark.parametrize("text", ["", ",", "0,2", "1,-2", "two", "1.5"])
+def test_group_sizes_are_whole_numbers_from_one(text: str) -> None:
+    with pytest.raises(ValueError):
+        group_sizes(text)
+
+
+def test_cpu_counts_from_each_workers_ready_and_nothing_of_one_never_ready() -> None:
+    # start-up 3.0 and 3.5 s apart; the third worker was not Ready by the end
+    assert cpu_since([3.0, 3.5, math.nan], [10.0, 6.0, 4.0]) == 9.5
+    assert cpu_since([math.nan], [4.0]) == 0
+    with pytest.raises(ValueError):
+        cpu_since([1.0], [2.0, 3.0])
+
+
+def test_cpu_per_event_in_microseconds_and_nan_for_no_events() -> None:
+    assert per_event_us(1.5, 30_000) == 50.0
+    assert math.isnan(per_event_us(1.5, 0))
+
+
+def test_spread_is_the_largest_over_the_smallest() -> None:
+    assert spread([50.0, 55.0, 52.0]) == pytest.approx(0.1)
+    assert spread([70.0]) == 0
+    assert math.isnan(spread([]))
+    assert math.isnan(spread([50.0, math.nan]))
+    assert math.isnan(spread([50.0, 0.0]))
