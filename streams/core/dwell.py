@@ -1,7 +1,8 @@
 """Dwell-time aggregates per page and tumbling window: the pure part.
 
-The engine calls :func:`observe` for every event it applies; it returns what the event
-adds to the aggregates, as ``Contribution`` tuples. The worker sums a batch's
+The engine calls :func:`observe` for every event it applies (unless its driver publishes
+no aggregates: the backtest passes ``dwell=False``); it returns what the event adds to
+the aggregates, as ``Contribution`` tuples. The worker sums a batch's
 contributions into :class:`PageWindow` partials and publishes them; the aggregator
 (``streams.worker.aggregates``) merges the partials of every worker into one record per page
 and window. Everything is attributed to the window in which it happened:
