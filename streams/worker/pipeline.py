@@ -60,6 +60,7 @@ log = logging.getLogger(__name__)
 
 # topic, key, value, headers, partition (None: Kafka's default partitioner's for the key)
 Output = tuple[str, bytes, bytes, list[tuple[str, bytes]] | None, int | None]
+TIMER_EVERY_S = 0.1  # how often planned instants are looked for between batches
 CONFIRM_EVERY_S = 1.0  # how often Kafka is asked whether the owned partitions are read to the end
 CONFIRM_TIMEOUT_S = 10.0
 SWEEP_EVERY_S = 60.0  # one owned partition's journeys are swept for the horizon this often
@@ -95,6 +96,7 @@ class Pipeline:
         # dwell_flush_s: one record per page and window instead of one per batch.
         self.pages: dict[Key, PageWindow] = {}
         self.pages_due = time.monotonic() + settings.dwell_flush_s
+        self.handled_at = -TIMER_EVERY_S  # monotonic time the latest batch was handled
 
         raw: dict[str, Any] = {"key_type": bytes, "value_type": bytes, "key_serializer": "raw",
                "value_serializer": "raw"}  # fmt: skip
@@ -118,7 +120,7 @@ class Pipeline:
         )  # fmt: skip
         share_table_memory(self.journeys, settings.table_memory_bytes, options)
         self.sink = Sink(app, transactional=settings.processing_guarantee == "exactly_once")
-        app.timer(0.1, name="beckon-timers")(self.fire_timers)
+        app.timer(TIMER_EVERY_S, name="beckon-timers")(self.fire_timers)
         app.timer(CONFIRM_EVERY_S, name="beckon-caught-up")(self.confirm_caught_up)
         app.timer(SWEEP_EVERY_S, name="beckon-sweep")(self.sweep_journeys)
         self.swept = 0  # partitions swept so far: the next round takes the next one
@@ -189,6 +191,7 @@ class Pipeline:
         await self._emit(outputs)
         self.metrics.record(tally, self.wall_ms(), tally.newest)
         await self._save(journeys, wakeups)
+        self.handled_at = time.monotonic()
 
     def _parse(
         self, key: bytes | None, raw: bytes | None
@@ -221,8 +224,10 @@ class Pipeline:
         """Fire the planned instants whose partition clock passed them by the grace; publish
         the page activity gathered since the last flush once it is ``dwell_flush_s`` old.
 
-        While a batch is in hand there is nothing to do: the batch does both."""
-        if self.lock.locked():
+        While a batch is in hand, or one was handled within the timer's interval, there
+        is nothing to do: the batches fire what is due with their own writes, and a round
+        of its own would hold the next batch up for two more waits on Kafka's acks."""
+        if self.lock.locked() or time.monotonic() - self.handled_at < TIMER_EVERY_S:
             return
         async with self.lock:
             await self._fire_due()
