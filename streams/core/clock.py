@@ -28,7 +28,7 @@ move it.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Final
 
@@ -47,7 +47,9 @@ class PartitionClock:
     live: bool = False  # the latest record's event time was close to the wall clock
     read_wall: int = 0  # wall time of the latest record
     caught_up_since: int | None = None  # wall time caught up and idle was first confirmed
-    resume: int | None = None  # the clock a restart resumes from when nothing is left to read
+    # after a restart: the last visitors read before it and their latest event times,
+    # oldest first, which the clock resumes from when nothing is left to read
+    resume: list[tuple[bytes, int]] = field(default_factory=list)
     _latest: dict[bytes, int] = field(default_factory=dict)  # visitor -> latest ts, by recency
 
     def saw(self, visitor: bytes, ts: int, wall: int) -> None:
@@ -58,7 +60,7 @@ class PartitionClock:
         latest[visitor] = ts if known is None else max(known, ts)
         if len(latest) > self.window:
             del latest[next(iter(latest))]
-        median = sorted(latest.values())[(len(latest) - 1) // 2]
+        median = _lower_median(latest.values())
         # From the third visitor on the clock only moves forward; before, the first
         # visitor may be the one far ahead, and the median of two is the earlier one.
         if now is not None and len(latest) >= SETTLED:
@@ -89,8 +91,11 @@ class PartitionClock:
 
     def caught_up(self, wall: int) -> None:
         """Kafka confirmed at ``wall`` that every record of the partition has been read."""
-        if self.at is None:
-            self.at = self.resume  # nothing read since a restart, and nothing to read
+        if self.at is None and self.resume:
+            # Nothing read since a restart, and nothing to read: the clock as it stood,
+            # its window of visitors too (the idle advance starts from their newest).
+            self._latest = dict(self.resume)
+            self.at = _lower_median(self._latest.values())
         if self.caught_up_since is None:
             # An answer asked for before the latest record was read counts from that read.
             self.caught_up_since = max(wall, self.read_wall)
@@ -102,21 +107,26 @@ class PartitionClock:
             self.at = self.now(wall)
         self.caught_up_since = None
 
-    def restore(self, latest: Sequence[int]) -> None:
-        """After a restart: the latest event times of the last ``window`` visitors read
-        before it, as their saved journeys hold them. The clock resumes from their lower
-        median, as it stood then, so a visitor whose clock runs hours fast cannot drag it
-        on a restart either (the largest saved time did: found by bench/soak,
-        docs/reliability.md). It is used only if Kafka confirms there is nothing to read;
-        records set the clock otherwise, so saved journeys ahead of an unread backlog
-        wait for it."""
-        if latest:
-            self.resume = sorted(latest)[(len(latest) - 1) // 2]
+    def restore(self, latest: Sequence[tuple[bytes, int]]) -> None:
+        """After a restart: the last ``window`` visitors read before it, oldest first, with
+        their latest event times as their saved journeys hold them. If Kafka confirms there
+        is nothing to read, the clock resumes as it stood then: their lower median, so a
+        visitor whose clock runs hours fast cannot drag it on a restart either (the
+        largest saved time did: found by bench/soak, docs/reliability.md), and their
+        newest for the idle advance, so the last instants of a replay still fire at once.
+        Records set the clock otherwise, so saved journeys ahead of an unread backlog wait
+        for it."""
+        self.resume = list(latest)
 
     def ahead(self, ts: int, wall: int, max_ahead_ms: int) -> bool:
         """True if ``ts`` is further ahead of this clock than ``max_ahead_ms`` (counted)."""
         now = self.now(wall)
         return now is not None and ts > now + max_ahead_ms
+
+
+def _lower_median(values: Iterable[int]) -> int:
+    ordered = sorted(values)
+    return ordered[(len(ordered) - 1) // 2]
 
 
 def seen_at(clock_now: int, latest: int, head: int) -> int:

@@ -107,7 +107,7 @@ class Timers:
     def resumed(self) -> None:
         """Every saved journey was seen: restore each partition's clock from its window."""
         for partition, last in self.resuming.items():
-            self.clock(partition).restore([ts for _, _, ts in last])
+            self.clock(partition).restore([(vkey, ts) for _, vkey, ts in sorted(last)])
         self.resuming.clear()
 
     def confirm(

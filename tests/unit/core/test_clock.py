@@ -86,12 +86,12 @@ def test_falling_behind_stops_the_idle_advance_and_keeps_what_it_gained() -> Non
 
 def test_a_restart_resumes_from_the_saved_clock_only_when_nothing_is_left_to_read() -> None:
     backlog = PartitionClock()
-    backlog.restore([T0 + HOUR])  # journeys saved ahead of what is still unread
+    backlog.restore([(b"v", T0 + HOUR)])  # journeys saved ahead of what is still unread
     replayed(backlog, (b"a", T0))
     assert backlog.now(WALL) == T0
 
     idle = PartitionClock(idle_ms=SECOND)
-    idle.restore([T0 + HOUR])
+    idle.restore([(b"v", T0 + HOUR)])
     assert idle.now(WALL) is None
     idle.caught_up(WALL)
     assert idle.now(WALL + 2 * SECOND) == T0 + HOUR + 2 * SECOND
@@ -100,12 +100,21 @@ def test_a_restart_resumes_from_the_saved_clock_only_when_nothing_is_left_to_rea
 def test_a_restart_resumes_from_the_median_of_the_last_visitors_read() -> None:
     clock = PartitionClock(idle_ms=SECOND)
     # Two of the last visitors read before the restart had clocks hours fast.
-    clock.restore([T0 + 3 * HOUR, T0 - SECOND, T0, T0 + 3 * HOUR, T0 + SECOND])
+    clock.restore([(b"f1", T0 + 3 * HOUR), (b"a", T0 - SECOND), (b"b", T0),
+                   (b"f2", T0 + 3 * HOUR), (b"c", T0 + SECOND)])  # fmt: skip
     clock.caught_up(WALL)
 
     assert clock.now(WALL) == T0 + SECOND
-    clock.restore([])  # no journey read live on the partition: nothing changes
-    assert clock.now(WALL) == T0 + SECOND
+
+
+def test_a_restarted_replay_that_ended_runs_on_from_its_newest_event_once_idle() -> None:
+    clock = PartitionClock(idle_ms=SECOND)
+    # The sparse tail of a replay: the median of the last visitors lags the newest.
+    clock.restore([(b"a", T0 - 30 * 60_000), (b"b", T0 - 20 * 60_000), (b"c", T0)])
+    clock.caught_up(WALL)
+
+    assert clock.now(WALL) == T0 - 20 * 60_000
+    assert clock.now(WALL + 2 * SECOND) == T0 + 2 * SECOND  # as before the restart
 
 
 def test_an_instant_is_due_after_the_visitors_own_elapsed_time_whatever_its_clock() -> None:

@@ -114,6 +114,25 @@ def test_a_restart_with_nothing_to_read_is_not_dragged_by_a_fast_visitors_journe
     assert "v1" not in backtest(before, after, others(T0 + 60 * SECOND, "a", "b", "c"))
 
 
+def test_a_restart_after_a_replay_ended_fires_its_last_instants_once_idle() -> None:
+    app = StandInApp()
+    ended = [*others(T0 - 30 * 60_000, "a", "b", "c"), click("v1", 0, "page_view", T0)]
+    first = pipeline_on(app)
+    feed(first, ended)
+    end = first.timers.read_to[0]
+    wall = [WALL]
+    restarted = Pipeline(app, Settings(partitions=1, grace_s=2, clock_idle_s=1), lambda: RULES,
+                         wall_ms=lambda: wall[0])  # type: ignore[arg-type]  # fmt: skip
+    asyncio.run(restarted.rebuild_wakeups())
+    restarted.timers.confirm({0: end}, {0: end}, WALL)  # read to its end: nothing comes
+    wall[0] = WALL + 35 * SECOND  # idle 1 s, then 30 s of dwell and the 2 s grace
+    restarted.handled_at = -1.0  # no batch for a while: the timer takes its round
+    asyncio.run(restarted.fire_timers())
+
+    # Not half an hour later, when the lagging median of the last visitors would get there.
+    assert invited(app)["v1"] == format_instant(T0 + 30 * SECOND) == backtest(ended)["v1"]
+
+
 def test_a_visitor_whose_clock_is_hours_slow_gets_its_own_timing() -> None:
     app = StandInApp()
     slow = T0 - 3 * HOUR
