@@ -5,7 +5,7 @@ visitors are in tests/integration/worker/test_event_time_live.py."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import orjson
@@ -30,9 +30,27 @@ rules:
 Click = tuple[bytes, bytes]
 
 
-def pipeline_on(app: StandInApp) -> Pipeline:
-    settings = Settings(partitions=1, grace_s=2)
-    return Pipeline(app, settings, lambda: RULES, wall_ms=lambda: WALL)  # type: ignore[arg-type]
+def pipeline_on(
+    app: StandInApp, wall: Callable[[], int] = lambda: WALL, **settings: Any
+) -> Pipeline:
+    config = Settings(partitions=1, grace_s=2, **settings)
+    return Pipeline(app, config, lambda: RULES, wall_ms=wall)  # type: ignore[arg-type]
+
+
+def restarted_at_the_end(
+    app: StandInApp, records: Sequence[Click], wall: Callable[[], int] = lambda: WALL,
+    **settings: Any,
+) -> Pipeline:  # fmt: skip
+    """A worker that read ``records``, then another on its table after a restart, told by
+    Kafka that the partition is read to its end (the next records, if any, are still on
+    their way)."""
+    first = pipeline_on(app)
+    feed(first, records)
+    end = first.timers.read_to[0]  # the next offset: every record was handled
+    restarted = pipeline_on(app, wall, **settings)
+    asyncio.run(restarted.rebuild_wakeups())
+    restarted.timers.confirm({0: end}, {0: end}, WALL)
+    return restarted
 
 
 def feed(pipeline: Pipeline, *batches: Sequence[Click]) -> None:
@@ -97,14 +115,8 @@ def test_a_restart_with_nothing_to_read_is_not_dragged_by_a_fast_visitors_journe
     app = StandInApp()
     before = [click("fast", 0, "page_view", T0 + 3 * HOUR), *others(T0 - SECOND, "a", "b"),
               *others(T0, "c", "d"), click("v1", 0, "page_view", T0)]  # fmt: skip
-    first = pipeline_on(app)
-    feed(first, before)
-    end = first.timers.read_to[0]  # the next offset: every record was handled
-    # A restart when the partition is read to its end (the next records are still on their
-    # way to Kafka): the clock resumes where the stream was, not at the fast visitor's time.
-    restarted = pipeline_on(app)
-    asyncio.run(restarted.rebuild_wakeups())
-    restarted.timers.confirm({0: end}, {0: end}, WALL)
+    # The clock resumes where the stream was, not at the fast visitor's time.
+    restarted = restarted_at_the_end(app, before)
     feed(restarted, [])
     assert "v1" not in invited(app)  # its 30 s of dwell are not over
     after = [click("v1", 1, "page_leave", T0 + 10 * SECOND)]  # it left after 10 s
@@ -117,14 +129,8 @@ def test_a_restart_with_nothing_to_read_is_not_dragged_by_a_fast_visitors_journe
 def test_a_restart_after_a_replay_ended_fires_its_last_instants_once_idle() -> None:
     app = StandInApp()
     ended = [*others(T0 - 30 * 60_000, "a", "b", "c"), click("v1", 0, "page_view", T0)]
-    first = pipeline_on(app)
-    feed(first, ended)
-    end = first.timers.read_to[0]
     wall = [WALL]
-    restarted = Pipeline(app, Settings(partitions=1, grace_s=2, clock_idle_s=1), lambda: RULES,
-                         wall_ms=lambda: wall[0])  # type: ignore[arg-type]  # fmt: skip
-    asyncio.run(restarted.rebuild_wakeups())
-    restarted.timers.confirm({0: end}, {0: end}, WALL)  # read to its end: nothing comes
+    restarted = restarted_at_the_end(app, ended, lambda: wall[0], clock_idle_s=1)
     wall[0] = WALL + 35 * SECOND  # idle 1 s, then 30 s of dwell and the 2 s grace
     restarted.handled_at = -1.0  # no batch for a while: the timer takes its round
     asyncio.run(restarted.fire_timers())
