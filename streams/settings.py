@@ -285,6 +285,11 @@ class Settings(BaseSettings):
     console_preview_max_events: Console[int] = Field(
         2_000_000, ge=1, description="a preview reads at most this many recorded events"
     )
+    console_preview_max_capacity: Console[int] = Field(
+        200_000,
+        ge=1,
+        description="a preview reads at most this many capacity records, the newest (~1 KB each)",
+    )
 
     # --- Local broker (beckon broker ...) ---------------------------------------------
     kafka_version: Broker[str] = Field(KAFKA_VERSION, description="Apache Kafka release to run")

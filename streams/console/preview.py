@@ -13,7 +13,8 @@ of the visitors (the lines are inherited, not copied) and this process the other
 Each sorts its lines by time, then parses them one by one and feeds each event to both
 engines: parsed events are never held, only the journeys. A visitor's journey never
 looks at another's, so each half is exactly a backtest of its visitors, and the halves'
-figures add up.
+figures add up. A ``capacity`` view (``streams.console.capacity``) is read by both
+engines of both halves, as ``beckon backtest --capacity`` reads its file's.
 
 Errors (under ``schemas.errors.BeckonError``):
 
@@ -41,7 +42,9 @@ from schemas.events import parse_event
 from schemas.instants import parse_instant
 from streams.backtest import Result, _Driver, _parse_line
 from streams.clock import now_ms
+from streams.console.capacity import PreviewCapacity, summary
 from streams.console.figures import add, figures, first, rows, samples
+from streams.core.capacity import CapacityView
 from streams.core.engine import Limits
 from streams.core.rules import CompiledRules
 from streams.settings import Settings
@@ -74,8 +77,10 @@ def run_preview(
     cancelled: Cancelled | None = None,
     sample_size: int = 5,
     processes: int = 2,
+    capacity: PreviewCapacity | None = None,
 ) -> dict[str, Any]:
-    """Run ``draft`` and ``in_force`` over the JSON lines ``lines`` (events in any order).
+    """Run ``draft`` and ``in_force`` over the JSON lines ``lines`` (events in any order),
+    with the queues' ``capacity`` (None: every queue's is unknown).
 
     Returns the answer of ``POST /api/rules/preview`` (docs/console.md, "Preview").
     ``progress(done, total)`` is called every ``CHECK_EVERY`` lines run in this process's
@@ -93,8 +98,15 @@ def run_preview(
         steps.total = max(len(lines), 1)
         processes = processes if hasattr(os, "fork") and len(lines) >= MIN_SPLIT else 1
         shares = _route(lines, processes, steps)
+        view = None if capacity is None else capacity.view
         work = partial(
-            _share, lines, draft=draft, in_force=in_force, limits=limits, size=sample_size
+            _share,
+            lines,
+            draft=draft,
+            in_force=in_force,
+            limits=limits,
+            size=sample_size,
+            capacity=view,
         )
         children = []
         try:
@@ -114,6 +126,7 @@ def run_preview(
             "seconds": 0.0,
             "draft": {"version": draft.version},
             "in_force": {"version": in_force.version},
+            "capacity": summary(capacity, limits),
             "rules": rows(
                 draft,
                 in_force,
@@ -210,13 +223,15 @@ def _share(
     in_force: CompiledRules,
     limits: Limits,
     size: int,
+    capacity: CapacityView | None,
 ) -> dict[str, Any]:
     """Both sets over the lines of ``keys``, in time order (ties: line order), each line
     parsed once, fed to both engines, and let go (only the journeys stay in memory)."""
     keys.sort()
     parsed, events = Result(), 0
     visitors: set[str] = set()
-    ours, theirs = _Driver(draft, limits, Result()), _Driver(in_force, limits, Result())
+    ours = _Driver(draft, limits, Result(), capacity)
+    theirs = _Driver(in_force, limits, Result(), capacity)
     feed_ours, feed_theirs, seen = ours.feed, theirs.feed, visitors.add
     report = None if steps is None else steps.share(0, steps.total, len(keys))
     for start in range(0, len(keys), CHECK_EVERY):

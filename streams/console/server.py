@@ -29,6 +29,7 @@ from pydantic import SecretStr
 
 from schemas.errors import BeckonError
 from schemas.rules import RuleSet
+from streams.clock import now_ms
 from streams.console import drafts
 from streams.console.auth import (
     Credentials,
@@ -416,18 +417,24 @@ def _id(rule: dict[str, Any]) -> str:
 @viewer
 async def preview(request: web.Request) -> web.Response:
     """POST /api/rules/preview: the draft and the set in force over recorded events."""
+    from streams.console import capacity
     from streams.console import preview as engine
 
     console = request.app[CONSOLE]
-    body, events = await _preview_request(request)
+    body, events, capacity_file = await _preview_request(request)
     draft = CompiledRules.of(_draft(body))
     source = body.get("source") if isinstance(body.get("source"), dict) else {}
     if events is None and isinstance(source.get("events"), str):
         events = source["events"].encode()
+    if capacity_file is None and isinstance(source.get("capacity"), str):
+        capacity_file = source["capacity"].encode()
     given = source.get("hours")
     hours = float(given) if isinstance(given, (int, float)) and given > 0 else 0.0
     if events is None and not hours:
         raise _fail(422, "source: give {'hours': N} or the events ('events', or a file part)")
+    if events is None and capacity_file is not None:
+        raise _fail(422, "source: a capacity recording goes with uploaded events; the last "
+                    "N hours are previewed with the capacity topic's records")  # fmt: skip
     ceiling = console.settings.console_preview_max_events
     wanted = source.get("max_events", ceiling)
     max_events = min(int(wanted), ceiling) if isinstance(wanted, int) and wanted > 0 else ceiling
@@ -444,12 +451,21 @@ async def preview(request: web.Request) -> web.Response:
             progress, cancelled = job.progress, job.cancel.is_set
             if events is not None:
                 lines: list[bytes] = events.splitlines()
+                seen = capacity.uploaded(capacity_file.splitlines()) if capacity_file else None
             else:
+                now = now_ms()
+                seen = capacity.recent(settings, now - round(hours * 3_600_000), limits)
                 lines = engine.read_recent(
-                    settings, hours, max_events, progress=progress, cancelled=cancelled
+                    settings, hours, max_events, progress=progress, cancelled=cancelled, now=now
                 )
             job.result = engine.run_preview(
-                lines, draft, in_force, limits, progress=progress, cancelled=cancelled
+                lines,
+                draft,
+                in_force,
+                limits,
+                progress=progress,
+                cancelled=cancelled,
+                capacity=seen,
             )
             job.state = "done"
         except engine.PreviewCancelled:
@@ -473,12 +489,12 @@ async def preview(request: web.Request) -> web.Response:
     return _json(job.result)
 
 
-async def _preview_request(request: web.Request) -> tuple[Any, bytes | None]:
-    """The JSON request and, from a multipart body, the uploaded events file."""
+async def _preview_request(request: web.Request) -> tuple[Any, bytes | None, bytes | None]:
+    """The JSON request and, from a multipart body, the uploaded events and capacity files."""
     if not request.content_type.startswith("multipart/"):
-        return await _body(request), None
+        return await _body(request), None, None
     body: Any = None
-    events = None
+    events = capacity = None
     reader = await request.multipart()
     while (part := await reader.next()) is not None:
         if not isinstance(part, BodyPartReader):
@@ -490,9 +506,11 @@ async def _preview_request(request: web.Request) -> tuple[Any, bytes | None]:
                 raise _fail(400, f"the 'request' part is not JSON: {exc}") from exc
         elif part.name == "events":
             events = bytes(await part.read())
+        elif part.name == "capacity":
+            capacity = bytes(await part.read())
     if not isinstance(body, dict):
         raise _fail(400, "a multipart preview needs a 'request' part holding the JSON")
-    return body, events
+    return body, events, capacity
 
 
 @viewer

@@ -97,6 +97,10 @@ class CapacityView:
     def queues(self) -> list[str]:
         return sorted(self._times)
 
+    def oldest(self) -> int | None:
+        """The earliest ``measured_at`` held, of any queue (None: no record)."""
+        return min((times[0] for times in self._times.values() if times), default=None)
+
     def __len__(self) -> int:
         return sum(map(len, self._times.values()))
 

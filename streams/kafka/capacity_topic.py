@@ -8,6 +8,8 @@
     CapacityInForce     that view, then kept current by ``follow`` (every partition,
                         no consumer group, from where the first read stopped)
     publish_capacity()  one record, keyed by its queue (the delivery service's, tests')
+    recent_records()    the raw records since an instant, the newest at most (the
+                        console's preview folds them into a view that keeps them all)
 
 A record that does not validate, or whose key is not its queue, is logged, counted in
 ``CapacityView.refused`` and skipped; it never stops the worker.
@@ -84,6 +86,15 @@ class CapacityInForce:
 def read_capacity(settings: Settings, timeout_s: float = 30) -> CapacityView:
     """The whole capacity topic, as a worker reads it when it starts."""
     return CapacityInForce.read(settings, timeout_s).view
+
+
+def recent_records(
+    settings: Settings, since_ms: int, most: int, timeout_s: float = 30
+) -> list[Any]:
+    """The capacity topic's records timestamped at or after ``since_ms`` (epoch ms), at
+    most the newest ``most`` of each partition, up to the end offsets at call time: key,
+    value, offset and all, unparsed (``CapacityView.fold`` takes them)."""
+    return _read_all(settings, settings.topic_capacity, timeout_s, since_ms=since_ms, most=most)
 
 
 def publish_capacity(producer: Any, topic: str, record: Capacity) -> Any:

@@ -48,8 +48,17 @@ def read_rules(settings: Settings, topic: str | None = None, timeout_s: float = 
     return book
 
 
-def _read_all(settings: Settings, topic: str, timeout_s: float) -> list[Any]:
-    """Every record of ``topic`` from its beginning up to its end offsets at call time.
+def _read_all(
+    settings: Settings,
+    topic: str,
+    timeout_s: float,
+    *,
+    since_ms: int | None = None,
+    most: int | None = None,
+) -> list[Any]:
+    """Every record of ``topic`` from its beginning up to its end offsets at call time;
+    with ``since_ms``, only from the first record timestamped at or after it; with
+    ``most``, at most the newest ``most`` offsets of each partition.
 
     read_committed: a half-applied ``publish_rules`` transaction is never seen, and the
     end offset is the last stable one, so reading stops before any open transaction.
@@ -75,9 +84,15 @@ def _read_all(settings: Settings, topic: str, timeout_s: float) -> list[Any]:
         # operator made more (each rule id still hashes to a single one).
         tps = [TopicPartition(topic, p) for p in sorted(partitions)]
         consumer.assign(tps)
-        consumer.seek_to_beginning(*tps)
         ends = consumer.end_offsets(tps, timeout_ms=_ms_left(deadline))
-        pending = {tp for tp in tps if ends[tp] > 0}
+        if since_ms is None and most is None:
+            consumer.seek_to_beginning(*tps)
+            pending = {tp for tp in tps if ends[tp] > 0}
+        else:
+            starts = _starts(consumer, tps, ends, since_ms, most, deadline)
+            for tp in tps:
+                consumer.seek(tp, starts[tp])
+            pending = {tp for tp in tps if starts[tp] < ends[tp]}
         while pending:
             if time.monotonic() > deadline:
                 raise BrokerError(f"reading the topic {topic!r} took longer than {timeout_s} s")
@@ -91,6 +106,27 @@ def _read_all(settings: Settings, topic: str, timeout_s: float) -> list[Any]:
     finally:
         consumer.close()
     return out
+
+
+def _starts(
+    consumer: Any,
+    tps: list[Any],
+    ends: dict[Any, int],
+    since_ms: int | None,
+    most: int | None,
+    deadline: float,
+) -> dict[Any, int]:
+    """Where each partition's reading starts: the first offset at or after ``since_ms``
+    (the end when there is none), and no further back than ``most`` from the end."""
+    starts = consumer.beginning_offsets(tps, timeout_ms=_ms_left(deadline))
+    if since_ms is not None:
+        found = consumer.offsets_for_times(
+            dict.fromkeys(tps, max(since_ms, 0)), timeout_ms=_ms_left(deadline)
+        )
+        starts = {tp: ends[tp] if found[tp] is None else found[tp].offset for tp in tps}
+    if most is not None:
+        starts = {tp: max(starts[tp], ends[tp] - most) for tp in tps}
+    return starts
 
 
 def _partitions(consumer: Any, topic: str, deadline: float) -> set[int]:

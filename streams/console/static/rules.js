@@ -845,6 +845,8 @@ async function runPreview() {
     const form = new FormData();
     form.append("request", new Blob([JSON.stringify(request)], { type: "application/json" }), "request.json");
     form.append("events", file, file.name);
+    const capacity = $("preview-capacity-file").files[0];
+    if (capacity) form.append("capacity", capacity, capacity.name);
     r = await api("POST", "/api/rules/preview?async=1", undefined, form);
   } else {
     request.source = { hours: Number($("preview-hours").value) };
@@ -896,11 +898,23 @@ function renderPreview(p) {
   const bad = p.bad_lines ? `, ${num(p.bad_lines)} bad line${p.bad_lines === 1 ? "" : "s"} skipped` : "";
   $("preview-summary").textContent = `${num(p.events)} events from ${num(p.visitors)} visitors${bad}, `
     + `in ${p.seconds} s. Draft ${p.draft.version} against version ${p.in_force.version} in force.`;
+  $("preview-capacity").textContent = capacityWords(p.capacity);
   const rows = [];
   for (const r of p.rules) rows.push(previewRow(r), samplesRow(r));
   if (!p.rules.length) rows.push(emptyRow("Neither set has a rule.", 11));
   $("preview-table").querySelector("tbody").replaceChildren(...rows);
   $("preview-table").hidden = false;
+}
+
+// What capacity the preview decided with, and what "unknown" meant where none applied.
+function capacityWords(c) {
+  const plural = (n, word) => `${num(n)} ${word}${n === 1 ? "" : "s"}`;
+  const unknown = `rules with a capacity clause ${c.unknown === "deny" ? "were suppressed (no_capacity)" : "could invite"}`
+    + ` (BECKON_CAPACITY_UNKNOWN=${c.unknown})`;
+  const bad = c.bad_lines ? ` ${plural(c.bad_lines, "bad capacity record")} left out.` : "";
+  if (!c.records) return `No capacity records: every queue's capacity was unknown, so ${unknown}.${bad}`;
+  return `Capacity: ${plural(c.records, "record")} of ${plural(c.queues, "queue")}, the oldest measured `
+    + `${c.oldest}. Where no record applied, capacity was unknown and ${unknown}.${bad}`;
 }
 
 function previewRow(r) {
@@ -1160,6 +1174,7 @@ function wireEvents() {
   $("yaml").addEventListener("input", yamlChanged);
   $("sample").addEventListener("input", scheduleValidate);
   $("preview-file").addEventListener("change", () => { $("preview-source-file").checked = true; });
+  $("preview-capacity-file").addEventListener("change", () => { $("preview-source-file").checked = true; });
   $("preview-hours").addEventListener("input", () => { $("preview-source-hours").checked = true; });
   $("preview-run").addEventListener("click", runPreview);
   $("preview-cancel").addEventListener("click", cancelPreview);
