@@ -6,7 +6,8 @@
     │   ├── InvalidRules        a rules file (or rules message) that does not validate
     │   └── InvalidCapacity     a capacity record that does not validate
     ├── ConfigError             a setting that cannot work (names the BECKON_ variable)
-    └── BrokerError             the local Kafka broker could not be set up, started or reached
+    ├── BrokerError             the local Kafka broker could not be set up, started or reached
+    └── ProcessFailed           a process of a run split by visitor died or raised
 
 Third-party errors are wrapped with ``raise ... from exc`` so the cause stays visible.
 """
@@ -54,3 +55,8 @@ class ConfigError(BeckonError):
 
 class BrokerError(BeckonError):
     """The local Kafka broker could not be installed, started, stopped or reached."""
+
+
+class ProcessFailed(BeckonError):
+    """A forked process of a run split by visitor (``streams.split``) died or raised; the
+    message says which run and how."""

@@ -15,10 +15,15 @@ instant (``streams.core.capacity``). Bad capacity lines are counted and quoted t
 from __future__ import annotations
 
 import gc
+import heapq
+import mmap
+import os
 import sys
+from array import array
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
+from itertools import accumulate
 from pathlib import Path
 from typing import IO, Any
 
@@ -29,9 +34,11 @@ from streams.core.capacity import CapacityView
 from streams.core.engine import END, Limits, Step, advance, horizon, tick
 from streams.core.journey import Journey
 from streams.core.rules import CompiledRules
+from streams.split import index_of, route, run_split
 
 MAX_EXAMPLES = 10  # bad lines quoted in the report; all are counted
-FORGET_EVERY = 100_000  # events between sweeps of the journeys gone past the horizon
+SWEEP_MS = 86_400_000  # journeys gone past the horizon are forgotten as each UTC day begins
+SPLIT_BYTES = 4_000_000  # a smaller file runs in one process by default (~10,000 events)
 
 
 @dataclass
@@ -101,10 +108,14 @@ class _Driver:
         self.rules, self.limits, self.result = rules, limits, result
         self.capacity = capacity
         self.journeys: dict[str, Journey] = {}
-        self.fed = 0
         self.started = 0  # journeys begun: a visitor back after the horizon begins anew
+        self.next_sweep = -(2**63)
 
     def feed(self, event: ClickEvent) -> None:
+        if event.ts >= self.next_sweep:
+            day = event.ts - event.ts % SWEEP_MS
+            self._forget(day)
+            self.next_sweep = day + SWEEP_MS
         journeys = self.journeys
         known = journeys.get(event.visitor_id)
         journey, step = advance(known, event, self.rules, self.limits, self.capacity, dwell=False)
@@ -113,14 +124,18 @@ class _Driver:
             journeys[event.visitor_id] = journey
         if step.decisions:
             self._add(step)
-        self.fed += 1
-        if self.fed % FORGET_EVERY == 0:
-            self._forget(event.ts)
 
     def _forget(self, now: int) -> None:
-        """Drop the journeys of visitors gone longer than the horizon, as the engine would
-        on their next event (their last instants fire first): memory stays bounded by
-        the visitors active within the horizon, as the worker's table does."""
+        """Drop the journeys of visitors gone longer than the horizon at ``now``, the
+        start of a day of event time: memory stays bounded by the visitors active within
+        the horizon and a day, as the worker's table is.
+
+        Their instants fire first, up to the end of time, as at the end of the input. The
+        engine would start such a visitor anew on its next event anyway, but it fires
+        only the instants before that event (the same ones unless a presence window
+        outlasts the horizon) and drops an event whose id the old journey saw. So sweeps
+        fall on days of event time, never on counts of events: a journey's fate then
+        hangs on its own events alone, and a run split by visitor gives what one gives."""
         oldest = now - horizon(self.rules, self.limits)
         gone = [v for v, journey in self.journeys.items() if journey.clock < oldest]
         for visitor in gone:
@@ -165,6 +180,9 @@ def _time_then_line(item: tuple[int, int, ClickEvent]) -> tuple[int, int]:
 
 
 def _output_order(record: dict[str, Any]) -> tuple[str, str, str]:
+    # Records with equal keys (one visitor, rule and instant) keep the order they were
+    # made in (a stable sort). A visitor's records are all made by one process, in the
+    # same order however the run is split, so a split run sorts as one does.
     return record["triggered_at"], record["visitor_id"], record["rule_id"]
 
 
@@ -179,11 +197,14 @@ def backtest_file(
     *,
     show_progress: bool,
     capacity: Path | None = None,
+    processes: int = 1,
 ) -> Result:
     """Run the backtest over a JSON-lines file (and a JSON-lines file of capacity records).
 
-    A file already in time order (the usual recording) streams through the engine with
-    only the journeys in memory; otherwise it is read again, whole, and sorted.
+    In one process, a file already in time order (the usual recording) streams through
+    the engine with only the journeys in memory; otherwise it is read again, whole, and
+    sorted. ``processes`` > 1 splits the run by visitor (``_split``) where ``os.fork``
+    exists; the result is the same.
     """
     start = Result()
     view = None
@@ -194,8 +215,12 @@ def backtest_file(
     # rescan millions of live objects (measured: a third of the run time).
     gc.disable()
     try:
+        size = path.stat().st_size
+        if processes > 1 and hasattr(os, "fork") and size > 0:
+            bar = Progress(size, enabled=show_progress)
+            return _split(path, rules, limits, bar, _copy(start), view, processes)
         try:
-            bar = Progress(path.stat().st_size, enabled=show_progress)
+            bar = Progress(size, enabled=show_progress)
             return _stream(path, rules, limits, bar, _copy(start), view)
         except _OutOfOrder:
             pass
@@ -209,6 +234,11 @@ def backtest_file(
         return result
     finally:
         gc.enable()
+
+
+def default_processes(path: Path) -> int:
+    """2 where ``os.fork`` exists and the file is large enough for a fork to pay, else 1."""
+    return 2 if hasattr(os, "fork") and path.stat().st_size >= SPLIT_BYTES else 1
 
 
 def _copy(start: Result) -> Result:
@@ -242,6 +272,83 @@ def _stream(
             count += 1
     bar.done()
     return driver.finish(count)
+
+
+def _split(
+    path: Path,
+    rules: CompiledRules,
+    limits: Limits,
+    bar: Progress,
+    result: Result,
+    capacity: CapacityView | None,
+    processes: int,
+) -> Result:
+    """The backtest of each process's visitors (``streams.split``), added up into one."""
+    with path.open("rb") as handle, mmap.mmap(handle.fileno(), 0, access=mmap.ACCESS_READ) as data:
+        lengths = array("q")
+        shares = route(bar.lines(handle), processes, lengths=lengths)
+        starts = array("q", accumulate(lengths, initial=0))  # line i is starts[i]:starts[i + 1]
+        del lengths
+        bar.phase("engine", len(shares[0]))
+
+        def work(part: int) -> tuple[Result, list[int]]:
+            shown = bar if part == 0 and bar.enabled else None
+            return _share(data, starts, shares[part], rules, limits, capacity, shown)
+
+        parts = run_split(work, processes, name="backtest")
+    bar.done()
+    for part, _ in parts:
+        result.invitations += part.invitations
+        result.decisions += part.decisions
+        result.events += part.events
+        result.visitors += part.visitors
+        result.bad_lines += part.bad_lines
+    result.invitations.sort(key=_output_order)
+    result.decisions.sort(key=_output_order)
+    quoted = sorted(
+        (n, text)
+        for part, firsts in parts
+        for n, text in zip(firsts, part.bad_examples, strict=True)
+    )
+    result.bad_examples = [text for _, text in quoted[:MAX_EXAMPLES]]
+    return result
+
+
+def _share(
+    data: mmap.mmap,
+    starts: array[int],
+    keys: list[int],
+    rules: CompiledRules,
+    limits: Limits,
+    capacity: CapacityView | None,
+    bar: Progress | None,
+) -> tuple[Result, list[int]]:
+    """One process's lines in time order (ties: line order), each parsed, fed and let go.
+    Returns its result and the line numbers of the bad lines it quotes: its first by line
+    number, whatever the order it met them in."""
+    keys.sort()
+    result = Result()
+    driver = _Driver(rules, limits, result, capacity)
+    feed, bad, events = driver.feed, [], 0
+    for n, packed in enumerate(keys, 1):
+        index = index_of(packed)
+        line = data[starts[index] : starts[index + 1]]
+        try:
+            event = parse_event(line)
+        except InvalidEvent:
+            if line.strip():  # blank lines are no bad lines
+                bad.append(index + 1)
+            continue
+        feed(event)
+        events += 1
+        if bar is not None and n % 50_000 == 0:
+            bar.update(n)
+    driver.finish(events)
+    firsts = heapq.nsmallest(MAX_EXAMPLES, bad)
+    for number in firsts:  # parsed again for the message: a handful of lines
+        _parse_line(number, data[starts[number - 1] : starts[number]], result)
+    result.bad_lines = len(bad)
+    return result, firsts
 
 
 class Progress:

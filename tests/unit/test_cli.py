@@ -350,7 +350,12 @@ def test_running_the_backtest_reads_only_engine_settings(tmp_path: Path) -> None
         ' "ts": 1764583200000, "url": "https://shop.example/"}\n'
     )
     args = argparse.Namespace(
-        rules=str(rules), events=str(events), out=str(out), decisions=None, capacity=None
+        rules=str(rules),
+        events=str(events),
+        out=str(out),
+        decisions=None,
+        capacity=None,
+        processes=None,
     )
     assert cli.cmd_backtest(args, _noting()) == 0
     assert _Noting.read and _Noting.read <= set(COMMANDS["backtest"].fields())

@@ -94,14 +94,14 @@ def test_the_backtest_forgets_journeys_past_the_horizon_without_changing_its_out
     events += [view(T0 + 41 * DAY, visitor="v0-0")]  # back after the horizon: anew
     lines = [e.model_dump_json().encode() for e in events]
 
-    def outcome(forget_every: int) -> tuple[list[dict[str, Any]], int, int]:
-        monkeypatch.setattr(backtest, "FORGET_EVERY", forget_every)
+    def outcome(sweep_ms: int) -> tuple[list[dict[str, Any]], int, int]:
+        monkeypatch.setattr(backtest, "SWEEP_MS", sweep_ms)
         result = backtest.Result()
         backtest.run(backtest.read_events(lines, result), dwell, SHORT, result)
         return result.invitations, result.visitors, len(result.decisions)
 
-    kept = outcome(10**9)
-    forgotten = outcome(5)
+    kept = outcome(10**15)  # no sweep within the input
+    forgotten = outcome(DAY)
 
     assert forgotten == kept
     assert kept[1:] == (121, 121)  # the visitor back after the horizon counts anew
