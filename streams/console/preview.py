@@ -7,8 +7,9 @@ event-time order (ties by input order), each parsed once and fed to one
 clickstream topic.
 
 Speed and memory (docs/performance.md, "Console preview"): the work is split by
-visitor, not by rule set. A first pass with ``orjson`` (a third of a full parse) takes
-each line's visitor and time; then, where ``os.fork`` exists, a child process takes half
+visitor, not by rule set, as ``beckon backtest --processes`` splits it (``streams.split``).
+A first pass with ``orjson`` (a third of a full parse) takes each line's visitor and
+time; then, where ``os.fork`` exists, a child process takes half
 of the visitors (the lines are inherited, not copied) and this process the other half.
 Each sorts its lines by time, then parses them one by one and feeds each event to both
 engines: parsed events are never held, only the journeys. A visitor's journey never
@@ -19,27 +20,21 @@ engines of both halves, as ``beckon backtest --capacity`` reads its file's.
 Errors (under ``schemas.errors.BeckonError``):
 
     PreviewCancelled    ``cancelled()`` said so; raised within about 20,000 events
-    PreviewFailed       the child process died or raised
+    PreviewFailed       the child process died or raised (a ProcessFailed)
     BrokerError         read_recent: the broker or the topic could not be read
 """
 
 from __future__ import annotations
 
-import contextlib
 import gc
+import heapq
 import os
-import select
-import signal
 import time
 from collections.abc import Callable, Iterable, Sequence
 from functools import partial
 from typing import Any, Final
 
-import orjson
-
-from schemas.errors import BeckonError, BrokerError, InvalidEvent
-from schemas.events import parse_event
-from schemas.instants import parse_instant
+from schemas.errors import BeckonError, BrokerError, ProcessFailed
 from streams.backtest import Result, _Driver, _parse_line
 from streams.clock import now_ms
 from streams.console.capacity import PreviewCapacity, summary
@@ -48,22 +43,21 @@ from streams.core.capacity import CapacityView
 from streams.core.engine import Limits
 from streams.core.rules import CompiledRules
 from streams.settings import Settings
+from streams.split import index_of, route, run_split
 
 Progress = Callable[[int, int], None]  # (done, total)
 Cancelled = Callable[[], bool]
 
 CHECK_EVERY: Final = 20_000  # lines or events between progress reports and cancel checks
 MAX_BAD_EXAMPLES: Final = 5  # bad lines quoted in the answer; all are counted
-FIRST: Final = -(2**63)  # the time of a line that is no event: such lines are run first
 MIN_SPLIT: Final = 10_000  # lines below which one process does it all (a fork costs more)
-_POLL_S: Final = 0.1  # how often cancellation is checked while waiting for the child
 
 
 class PreviewCancelled(BeckonError):
     """The preview was cancelled (``cancelled()`` returned True) before it finished."""
 
 
-class PreviewFailed(BeckonError):
+class PreviewFailed(ProcessFailed):
     """A child process of the preview failed; the message says how."""
 
 
@@ -97,9 +91,9 @@ def run_preview(
         lines = lines if isinstance(lines, Sequence) else list(lines)
         steps.total = max(len(lines), 1)
         processes = processes if hasattr(os, "fork") and len(lines) >= MIN_SPLIT else 1
-        shares = _route(lines, processes, steps)
+        shares = route(lines, processes, check=steps.check, check_every=CHECK_EVERY)
         view = None if capacity is None else capacity.view
-        work = partial(
+        share = partial(
             _share,
             lines,
             draft=draft,
@@ -108,14 +102,11 @@ def run_preview(
             size=sample_size,
             capacity=view,
         )
-        children = []
-        try:
-            for share in shares[1:]:
-                children.append(_Child.start(partial(work, share, None)))
-            parts = [work(shares[0], steps), *(child.answer(steps) for child in children)]
-        finally:
-            for child in children:
-                child.stop()
+
+        def work(part: int) -> dict[str, Any]:
+            return share(shares[part], steps if part == 0 else None)
+
+        parts = run_split(work, processes, name="preview", check=steps.check, failed=PreviewFailed)
         answer = {
             "events": sum(part["events"] for part in parts),
             "visitors": sum(part["visitors"] for part in parts),
@@ -170,53 +161,9 @@ class _Steps:
             self.progress(self.total, self.total)
 
 
-Key = tuple[int, int]  # (event time, line index): the order in which lines are run
-
-
-def _route(lines: Sequence[bytes], processes: int, steps: _Steps) -> list[list[Key]]:
-    """Each process's lines, as (event time, line index): a visitor's lines all go to one
-    process, so each runs both rule sets on its visitors alone, as a backtest of them.
-
-    ``orjson.loads`` costs a third of a full parse and gives the visitor and the time
-    without keeping anything. A line it cannot read is parsed in full here (bad lines
-    only; JSON the model reads and orjson does not would otherwise be misplaced); a line
-    that is no event goes first, to the first process, which counts it."""
-    shares: list[list[Key]] = [[] for _ in range(processes)]
-    loads, JSONDecodeError = orjson.loads, orjson.JSONDecodeError
-    for start in range(0, len(lines), CHECK_EVERY):
-        steps.check()
-        for index in range(start, min(start + CHECK_EVERY, len(lines))):
-            try:
-                data = loads(lines[index])
-                visitor, ts = data["visitor_id"], _epoch_ms(data["ts"])
-            except (JSONDecodeError, TypeError, KeyError, ValueError):
-                visitor, ts = _slowly(lines[index])
-            # hash() of a str differs between interpreters, not between forks of one.
-            part = hash(visitor) % processes if isinstance(visitor, str) else 0
-            shares[part].append((ts, index))
-    return shares
-
-
-def _epoch_ms(value: object) -> int:
-    """``ts`` as the event model reads it (``schemas.events``), or ValueError."""
-    if type(value) is int:
-        return value
-    if isinstance(value, str):
-        return parse_instant(value)
-    raise ValueError(value)
-
-
-def _slowly(line: bytes) -> tuple[str | None, int]:
-    try:
-        event = parse_event(line)
-    except InvalidEvent:
-        return None, FIRST
-    return event.visitor_id, event.ts
-
-
 def _share(
     lines: Sequence[bytes],
-    keys: list[Key],
+    keys: list[int],
     steps: _Steps | None,
     *,
     draft: CompiledRules,
@@ -229,6 +176,7 @@ def _share(
     parsed once, fed to both engines, and let go (only the journeys stay in memory)."""
     keys.sort()
     parsed, events = Result(), 0
+    bad: list[int] = []  # line numbers
     visitors: set[str] = set()
     ours = _Driver(draft, limits, Result(), capacity)
     theirs = _Driver(in_force, limits, Result(), capacity)
@@ -237,89 +185,32 @@ def _share(
     for start in range(0, len(keys), CHECK_EVERY):
         if report is not None:
             report(start)
-        for _, index in keys[start : start + CHECK_EVERY]:
+        for packed in keys[start : start + CHECK_EVERY]:
+            index = index_of(packed)
             event = _parse_line(index + 1, lines[index], parsed)
-            if event is not None:
+            if event is None:
+                if parsed.bad_lines > len(bad):  # a bad line, not a blank one
+                    bad.append(index + 1)
+            else:
                 feed_ours(event)
                 feed_theirs(event)
                 seen(event.visitor_id)
                 events += 1
     mine = ours.finish(events)
+    # Its first bad lines by line number, whatever the order it met them in.
+    firsts = heapq.nsmallest(MAX_BAD_EXAMPLES, bad)
+    quoted = Result()
+    for number in firsts:
+        _parse_line(number, lines[number - 1], quoted)
     return {
         "events": events,
         "visitors": len(visitors),
         "bad_lines": parsed.bad_lines,
-        "bad_examples": [[_line_of(text), text] for text in parsed.bad_examples],
+        "bad_examples": [list(pair) for pair in zip(firsts, quoted.bad_examples, strict=True)],
         "draft": figures(mine),
         "in_force": figures(theirs.finish(events)),
         "samples": samples(mine, draft, size),
     }
-
-
-def _line_of(example: str) -> int:
-    # "line 12: …", as streams.backtest words its examples: merged in line order.
-    return int(example.split(":", 1)[0].removeprefix("line "))
-
-
-class _Child:
-    """A forked process that runs one ``_share`` on the lines it inherits (copy-on-write,
-    nothing is sent to it) and sends back only its answer, as JSON, through a pipe."""
-
-    def __init__(self, pid: int, fd: int) -> None:
-        self.pid, self.fd = pid, fd
-        self.exited = False
-
-    @classmethod
-    def start(cls, work: Callable[[], dict[str, Any]]) -> _Child:
-        read_fd, write_fd = os.pipe()
-        pid = os.fork()
-        if pid == 0:  # the child: never returns, never runs the parent's exit handlers
-            code = 1
-            try:
-                os.close(read_fd)
-                try:
-                    payload = orjson.dumps({"answer": work()})
-                    code = 0
-                except BaseException as exc:  # reported to the parent
-                    payload = orjson.dumps({"error": f"{type(exc).__name__}: {exc}"})
-                with os.fdopen(write_fd, "wb") as out:
-                    out.write(payload)
-            finally:
-                os._exit(code)
-        os.close(write_fd)
-        return cls(pid, read_fd)
-
-    def answer(self, steps: _Steps) -> dict[str, Any]:
-        """Wait for the child's answer, checking for cancellation meanwhile."""
-        chunks = []
-        while True:
-            ready, _, _ = select.select([self.fd], [], [], _POLL_S)
-            if not ready:
-                steps.check()  # may raise PreviewCancelled; stop() then kills the child
-                continue
-            chunk = os.read(self.fd, 1 << 16)
-            if not chunk:
-                break
-            chunks.append(chunk)
-        _, status = os.waitpid(self.pid, 0)
-        self.exited = True
-        try:
-            sent = orjson.loads(b"".join(chunks))
-        except orjson.JSONDecodeError:
-            sent = {"error": f"it ended with status {status} and no answer"}
-        if "answer" not in sent:
-            raise PreviewFailed(f"a preview process failed: {sent['error']}")
-        answer: dict[str, Any] = sent["answer"]
-        return answer
-
-    def stop(self) -> None:
-        """Kill the child unless it has ended (a cancelled or failed run); close the pipe."""
-        if not self.exited:
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(self.pid, signal.SIGKILL)
-            os.waitpid(self.pid, 0)
-            self.exited = True
-        os.close(self.fd)
 
 
 def read_recent(
