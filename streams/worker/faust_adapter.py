@@ -8,6 +8,11 @@ checks). Upgrading faust-streaming means re-reading this module against its sour
 
 - ``fetch_hook``: the consumer class whose fetches the intake reads first
   (``Consumer._wait_next_records``);
+- ``restore_from_fetch``: the changelog records of a fetch applied in batches, as
+  Faust's recovery loop applies them one by one (``Recovery.tp_to_table``,
+  ``active_tps``, ``standby_tps``, ``active_offsets``, ``standby_offsets``, the
+  ``_…_events_received_at`` maps, ``need_recovery``, ``flush_buffers``,
+  ``_set_recovery_ended``, ``signal_recovery_end``, ``TableManager.on_standbys_ready``);
 - ``acknowledge``: marking offsets handled, as ``Consumer.ack`` does per message
   (``_read_offset``, ``_committed_offset``, ``_acked``, ``_acked_index``, ``_n_acked``);
 - ``committed_offsets``: what the consumer last committed, for the lag metric;
@@ -24,6 +29,7 @@ from __future__ import annotations
 import contextlib
 import weakref
 from collections.abc import Awaitable, Callable, Iterator, Mapping
+from time import monotonic
 from typing import Any, cast
 
 import faust
@@ -48,10 +54,72 @@ def fetch_hook(app: faust.App, on_fetch: OnFetch) -> None:
         async def _wait_next_records(self, timeout: float) -> Any:
             records, active = await super()._wait_next_records(timeout)
             if records:
+                restore_from_fetch(self, records, active)
                 await on_fetch(self, records, active)
             return records, active
 
     cast(Any, app.transport).Consumer = Consumer
+
+
+class _ChangelogMessage:
+    """What Faust's store and recovery read of a changelog message."""
+
+    __slots__ = ("key", "offset", "partition", "tp", "value")
+
+    def __init__(self, tp: TP, record: Any) -> None:
+        self.tp, self.partition, self.offset = tp, tp.partition, record.offset
+        self.key, self.value = record.key, record.value
+
+
+class _ChangelogEvent:
+    __slots__ = ("message",)
+
+    def __init__(self, tp: TP, record: Any) -> None:
+        self.message = _ChangelogMessage(tp, record)
+
+
+def restore_from_fetch(consumer: FaustConsumer, records: Any, active: Any) -> None:
+    """Apply, from a fetch just returned, the changelog records Faust's recovery reads
+    (the partitions it restores, and its standbys), one write batch per partition,
+    and take them out of the fetch.
+
+    Faust's ``Recovery._slurp_changelogs`` does the same one record at a time, each
+    through the conductor, a queue and an ``asyncio.wait_for``: about 5,000 records a
+    second here, so a worker taking over a crashed one's partitions waited a minute or
+    more at a million visitors (docs/worker.md, "Standby replicas"). What it does per
+    record is done here per batch: only records past the offset it has seen, the
+    offsets it tracks moved on, and recovery ended once no active partition has more
+    to read, as its loop ends it. Records Faust would not deliver (flow stopped, the
+    partition not active) are left in the fetch for it to handle.
+    """
+    if not consumer.flow_active:
+        return
+    tables_manager: Any = consumer.app.tables
+    recovery: Any = tables_manager.recovery
+    tables = recovery.tp_to_table
+    applied = False
+    for tp in [tp for tp in records if tp in tables and (active is None or tp in active)]:
+        if tp in recovery.active_tps:
+            offsets, received = recovery.active_offsets, recovery._active_events_received_at
+        elif tp in recovery.standby_tps:
+            offsets, received = recovery.standby_offsets, recovery._standby_events_received_at
+        else:
+            continue  # Faust warns of it and goes on
+        batch, seen = records.pop(tp), offsets.get(tp)
+        events = [_ChangelogEvent(tp, r) for r in batch if seen is None or r.offset > seen]
+        if events:
+            tables[tp].apply_changelog_batch(events)
+            offsets[tp] = events[-1].message.offset
+            received[tp] = monotonic()
+            applied = True
+    if not applied:
+        return
+    if recovery.in_recovery and not recovery.need_recovery():
+        recovery.flush_buffers()  # anything Faust's own loop buffered meanwhile
+        recovery._set_recovery_ended()
+        recovery.signal_recovery_end.set()
+    if not tables_manager.standbys_ready and not recovery.standby_remaining_total():
+        tables_manager.on_standbys_ready()
 
 
 def acknowledge(consumer: FaustConsumer, tp: TP, first: int, last: int) -> None:

@@ -23,7 +23,13 @@ from streams.core.rules import CompiledRules
 from streams.kafka.publisher import Publisher
 from streams.settings import Settings
 from tests.helpers import free_port
-from tests.integration.helpers import dwell_records, read_topic, start_worker, stop_workers
+from tests.integration.helpers import (
+    dwell_records,
+    kill_worker,
+    read_topic,
+    start_worker,
+    stop_workers,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -205,6 +211,45 @@ def test_kill_9_part_way_and_restart_gives_the_backtests_invitations(
     assert set(got) == expected, log_text[-3000:]
 
 
+@pytest.mark.parametrize("standby", [0, 1])
+def test_a_killed_workers_partitions_are_restored_by_the_other_and_give_the_backtests_invitations(
+    live: tuple[Settings, dict[str, str]], tmp_path: Path, standby: int
+) -> None:
+    # The survivor has no state of the dead worker's partitions on disk: it restores
+    # them from their changelogs (standby 0) or has kept a warm copy of them (standby 1),
+    # both applied in batches from its fetches (faust_adapter.restore_from_fetch). The
+    # visitors' journeys span the kill, so a journey restored wrong changes invitations.
+    settings, env = live
+    env = {**env, "BECKON_BROKER_SESSION_TIMEOUT_S": "8", "BECKON_STANDBY_REPLICAS": str(standby)}
+    lines = list(generate(6_000, 400, seed=19))
+    expected = _expected(lines)
+    rules = _rules_file(tmp_path)
+    envs = [{**env, "BECKON_DATA_DIR": str(tmp_path / f"worker-{n}")} for n in (1, 2)]
+    half = len(lines) // 2
+    with (tmp_path / "worker.log").open("wb") as log:
+        doomed, survivor = (start_worker(e, rules, log) for e in envs)
+        try:
+            time.sleep(10)  # both join; the second's arrival rebalances the partitions
+            with Publisher(settings) as pub:
+                _publish_lines(pub, lines[:half])
+            # Killed once every event so far is committed: what the survivor reads next
+            # lies past the dead worker's state, which it has from the changelog alone.
+            _wait_all_committed(settings, half, timeout_s=60)
+        finally:
+            kill_worker(doomed)
+        try:
+            with Publisher(settings) as pub:
+                _publish_lines(pub, lines[half:])
+            records = _read_until(settings, expected)
+        finally:
+            stop_workers(survivor)
+
+    got = _identities(records)
+    log_text = (tmp_path / "worker.log").read_text(errors="replace")
+    assert set(got) == expected, log_text[-3000:]
+    assert log_text.count("Restore complete!") >= 3, "the survivor did not take over"
+
+
 def test_two_workers_share_the_partitions_and_give_the_backtests_invitations(
     live: tuple[Settings, dict[str, str]], tmp_path: Path
 ) -> None:
@@ -283,6 +328,14 @@ def _committed(settings: Settings, partition: int) -> int | None:
         admin.close()
     meta = offsets.get(TopicPartition(settings.topic_clickstream, partition))
     return None if meta is None else meta.offset
+
+
+def _wait_all_committed(settings: Settings, total: int, timeout_s: float) -> None:
+    partitions = range(settings.partitions)
+    deadline = time.monotonic() + timeout_s
+    while sum(_committed(settings, p) or 0 for p in partitions) < total:
+        assert time.monotonic() < deadline, f"{total} events not committed in {timeout_s} s"
+        time.sleep(0.5)
 
 
 def _wait_committed(settings: Settings, partition: int, offset: int, timeout_s: float) -> Any:
