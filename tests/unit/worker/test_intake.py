@@ -39,7 +39,9 @@ class StandInConsumer:
         self.assigned = {TP("clicks", p) for p in range(4)}
         self.positions: dict[TP, int] = {}  # where seeks put a partition's fetching
         self.app = SimpleNamespace(
-            monitor=SimpleNamespace(track_tp_end_offset=lambda *a: None), consumer_generation_id=0
+            monitor=SimpleNamespace(track_tp_end_offset=lambda *a: None),
+            consumer_generation_id=0,
+            tables=SimpleNamespace(recovery=SimpleNamespace(tp_to_table={})),  # restores none
         )
 
     def highwater(self, tp: TP) -> int:
