@@ -39,7 +39,7 @@ class StandInConsumer:
         self.assigned = {TP("clicks", p) for p in range(4)}
         self.positions: dict[TP, int] = {}  # where seeks put a partition's fetching
         self.app = SimpleNamespace(
-            monitor=SimpleNamespace(track_tp_end_offset=lambda *a: None),
+            monitor=SimpleNamespace(track_tp_end_offset=lambda *a: None, stream_inbound_time={}),
             consumer_generation_id=0,
             tables=SimpleNamespace(recovery=SimpleNamespace(tp_to_table={})),  # restores none
         )
@@ -152,6 +152,17 @@ def test_handled_offsets_commit_past_gaps_between_batches() -> None:
     assert consumer.commit(tp) == 5
     fetch_and_handle(intake, consumer, {tp: records("clicks", 0, 7, 8, 9)})
     assert consumer.commit(tp) == 10  # Faust alone would wait for 5 and 6 for ever
+
+
+def test_handled_partitions_are_noted_as_processed_for_fausts_livelock_check() -> None:
+    # Faust logs "Stream has not started processing" for a partition fetched but never
+    # seen by one of its streams; the intake's partitions are noted as its streams note.
+    intake, _ = intake_of("clicks")
+    consumer = StandInConsumer()
+    fetch = {TopicPartition("clicks", 0): records("clicks", 0, 3, 4),
+             TopicPartition("clicks", 1): records("clicks", 1, 0)}  # fmt: skip
+    fetch_and_handle(intake, consumer, fetch, {TP("clicks", 1)})  # partition 0 paused
+    assert list(consumer.app.monitor.stream_inbound_time) == [TP("clicks", 1)]
 
 
 def test_a_batch_fetched_again_after_a_seek_back_commits_no_lower() -> None:
