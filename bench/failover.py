@@ -12,6 +12,7 @@ is printed too. docs/worker.md, "Standby replicas", has the figures.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import signal
 import sys
@@ -34,18 +35,24 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--visitors", type=int, default=30_000, help="visitors [30000]")
     parser.add_argument("--standby", type=int, default=0, help="standby replicas [0]")
     parser.add_argument("--bootstrap", help="a running broker [else a private one]")
+    parser.add_argument("--keep", help="keep the worker logs and data in this folder")
     args = parser.parse_args(argv)
     os.environ["BECKON_STANDBY_REPLICAS"] = str(args.standby)  # the workers inherit them
     os.environ["BECKON_BROKER_SESSION_TIMEOUT_S"] = str(SESSION_TIMEOUT_S)
-    with tempfile.TemporaryDirectory(prefix="beckon-failover-") as tmp:
-        folder = Path(tmp)
-        with kafka(args.bootstrap, folder) as (base, where):
-            rules = folder / "rules.yaml"
-            rules.write_text(RULES_YAML, encoding="utf-8")
-            settings = group_settings(base, f"failover{uuid.uuid4().hex[:8]}", folder)
-            print(f"broker {where}; preloading {args.events:,} events", file=sys.stderr)
-            total, _ = preload(settings, args.events, args.visitors, seed=7)
-            took, cpu = _takeover(settings, rules, folder, total)
+    with contextlib.ExitStack() as stack:
+        if args.keep:
+            (folder := Path(args.keep)).mkdir(parents=True, exist_ok=True)
+        else:
+            folder = Path(
+                stack.enter_context(tempfile.TemporaryDirectory(prefix="beckon-failover-"))
+            )
+        base, where = stack.enter_context(kafka(args.bootstrap, folder))
+        rules = folder / "rules.yaml"
+        rules.write_text(RULES_YAML, encoding="utf-8")
+        settings = group_settings(base, f"failover{uuid.uuid4().hex[:8]}", folder)
+        print(f"broker {where}; preloading {args.events:,} events", file=sys.stderr)
+        total, _ = preload(settings, args.events, args.visitors, seed=7)
+        took, cpu = _takeover(settings, rules, folder, total)
     print(f"standby replicas {args.standby}: the survivor restored the dead worker's "
           f"partitions {took:.1f} s after the kill (session timeout {SESSION_TIMEOUT_S} s), "
           f"using {cpu:.1f} CPU-s")  # fmt: skip
@@ -60,7 +67,10 @@ def _takeover(settings: Settings, rules: Path, folder: Path, total: int) -> tupl
     try:
         while not all(w.ready() for w in workers):
             time.sleep(POLL_S)
+        deadline = time.monotonic() + 600
         while committed(admin, settings.app_id, settings.topic_clickstream) < total:
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"not all committed in 600 s:\n{workers[0].tail()}")
             time.sleep(POLL_S)
         time.sleep(5)
         survivor, seen = workers[0], workers[0].tail(None).count(DONE)

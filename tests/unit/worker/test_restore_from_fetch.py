@@ -1,8 +1,10 @@
 """``faust_adapter.restore_from_fetch``: the changelog records of a fetch, applied as
-Faust's recovery loop would apply them one by one, against stand-ins of its books."""
+Faust's recovery loop would apply them one by one, against stand-ins of its books; the
+record that ends a partition's recovery goes to the loop itself."""
 
 from __future__ import annotations
 
+import asyncio
 from collections import Counter
 from types import SimpleNamespace
 from typing import Any
@@ -29,27 +31,16 @@ class Recovery:
         self.active_tps, self.standby_tps = {ACTIVE}, {STANDBY}
         self.active_offsets: Counter[TP] = Counter({ACTIVE: 1})  # 0 and 1 restored already
         self.standby_offsets: Counter[TP] = Counter({STANDBY: 1})
-        self.active_highwaters = {ACTIVE: highwater}
+        self.active_highwaters = {ACTIVE: highwater}  # Faust's: the last offset
         self._active_events_received_at: dict[TP, float] = {}
         self._standby_events_received_at: dict[TP, float] = {}
-        self.in_recovery, self.flushed = True, 0
-        self.signal_recovery_end = SimpleNamespace(set=self.end)
-        self.ended = False
-
-    def need_recovery(self) -> bool:
-        return self.active_offsets[ACTIVE] < self.active_highwaters[ACTIVE]
+        self.flushed = 0
 
     def standby_remaining_total(self) -> int:
         return 1  # standbys never end
 
     def flush_buffers(self) -> None:
         self.flushed += 1
-
-    def _set_recovery_ended(self) -> None:
-        self.in_recovery = False
-
-    def end(self) -> None:
-        self.ended = True
 
 
 def records(tp: TP, *offsets: int) -> list[Any]:
@@ -58,8 +49,20 @@ def records(tp: TP, *offsets: int) -> list[Any]:
 
 
 def consumer(recovery: Recovery, *, flow: bool = True) -> Any:
-    tables = SimpleNamespace(recovery=recovery, standbys_ready=True)
+    tables = SimpleNamespace(recovery=recovery, standbys_ready=True, changelog_queue=Queue())
     return SimpleNamespace(flow_active=flow, app=SimpleNamespace(tables=tables))
+
+
+class Queue:
+    def __init__(self) -> None:
+        self.put_events: list[Any] = []
+
+    async def put(self, event: Any) -> None:
+        self.put_events.append(event)
+
+
+def restore(stand_in: Any, fetch: dict[TP, Any], active: Any, handed: dict[TP, int]) -> None:
+    asyncio.run(restore_from_fetch(stand_in, fetch, active, handed))
 
 
 def test_records_past_what_recovery_saw_are_applied_and_taken_from_the_fetch() -> None:
@@ -67,27 +70,41 @@ def test_records_past_what_recovery_saw_are_applied_and_taken_from_the_fetch() -
     recovery = Recovery(table, highwater=9)
     fetch = {ACTIVE: records(ACTIVE, 1, 2, 3, 4), STANDBY: records(STANDBY, 0, 1, 2),
              OTHER: records(OTHER, 7)}  # fmt: skip
-    restore_from_fetch(consumer(recovery), fetch, None)
+    stand_in, handed = consumer(recovery), {}
+    restore(stand_in, fetch, None, handed)
     assert table.applied == [(ACTIVE, 2, b"v2", b"j2"), (ACTIVE, 3, b"v3", b"j3"),
                              (ACTIVE, 4, b"v4", None), (STANDBY, 2, b"v2", b"j2")]  # fmt: skip
     assert recovery.active_offsets[ACTIVE] == 4 and recovery.standby_offsets[STANDBY] == 2
     assert list(fetch) == [OTHER]  # the intake's, or Faust's
-    assert recovery.in_recovery and not recovery.ended  # 5..9 still to read
+    assert stand_in.app.tables.changelog_queue.put_events == [] and handed == {}
 
 
-def test_recovery_ends_with_the_batch_that_reaches_the_highwater() -> None:
+def test_the_record_that_ends_a_recovery_goes_to_fausts_loop_and_the_rest_waits_behind_it() -> None:
+    # Faust's loop ends the recovery once it has applied the last record; ended from
+    # here, the loop could clear its end signal before the recovery saw it, for good.
     table = Table()
     recovery = Recovery(table, highwater=3)
-    restore_from_fetch(consumer(recovery), {ACTIVE: records(ACTIVE, 2, 3)}, None)
-    assert not recovery.in_recovery and recovery.ended and recovery.flushed == 1
+    stand_in, handed = consumer(recovery), {}
+    restore(stand_in, {ACTIVE: records(ACTIVE, 2, 3)}, None, handed)
+    assert table.applied == [(ACTIVE, 2, b"v2", b"j2")] and recovery.active_offsets[ACTIVE] == 2
+    [final] = stand_in.app.tables.changelog_queue.put_events
+    assert (final.message.tp, final.message.offset, final.message.value) == (ACTIVE, 3, b"j3")
+    assert handed == {ACTIVE: 3} and recovery.flushed == 1
+    later = {ACTIVE: records(ACTIVE, 5)}
+    restore(stand_in, later, None, handed)  # its loop has not taken offset 3 yet
+    assert ACTIVE in later and table.applied == [(ACTIVE, 2, b"v2", b"j2")]
+    recovery.active_offsets[ACTIVE] = 3  # now it has
+    restore(stand_in, later, None, handed)
+    assert ACTIVE not in later and handed == {ACTIVE: 5}  # past the highwater: its loop's
+    assert len(stand_in.app.tables.changelog_queue.put_events) == 2
 
 
 def test_what_faust_would_not_deliver_is_left_to_it() -> None:
     table = Table()
     recovery = Recovery(table, highwater=9)
     stopped = {ACTIVE: records(ACTIVE, 2)}
-    restore_from_fetch(consumer(recovery, flow=False), stopped, None)  # a rebalance began
+    restore(consumer(recovery, flow=False), stopped, None, {})  # a rebalance began
     paused = {ACTIVE: records(ACTIVE, 2)}
-    restore_from_fetch(consumer(recovery), paused, {STANDBY})  # not active since the fetch
+    restore(consumer(recovery), paused, {STANDBY}, {})  # not active since the fetch began
     assert table.applied == [] and ACTIVE in stopped and ACTIVE in paused
     assert recovery.active_offsets[ACTIVE] == 1
