@@ -188,7 +188,7 @@ class Settings(BaseSettings):
         30.0, gt=0, description="a worker silent this long leaves the group (crash takeover)"
     )
     standby_replicas: Worker[int] = Field(
-        0, ge=0, description="warm copies of each table partition on other workers (docs/worker.md)"
+        1, ge=0, description="warm copies of each table partition on other workers (docs/worker.md)"
     )
     batch_max: Worker[int] = Field(5000, ge=1, description="records handled per batch at most")
     batch_within_s: Worker[float] = Field(

@@ -38,9 +38,9 @@ def create_app(settings: Settings) -> faust.App:
         producer_acks=-1,
         producer_partitioner=partitioner,  # Kafka's default, with the key hashes cached
         autodiscover=False,
-        # Faust's default keeps one warm copy of every table partition on another worker:
-        # each worker then also applies the others' changelogs, ~twice the CPU per event
-        # in a group of two or more (docs/worker.md, "Standby replicas").
+        # One warm copy of every table partition on another worker (Faust's default) makes
+        # a takeover quick, but each worker also applies the others' changelogs: ~1.7x the
+        # CPU per event in a group of two or more (docs/worker.md, "Standby replicas").
         table_standby_replicas=settings.standby_replicas,
     )
 

@@ -8,11 +8,6 @@ checks). Upgrading faust-streaming means re-reading this module against its sour
 
 - ``fetch_hook``: the consumer class whose fetches the intake reads first
   (``Consumer._wait_next_records``);
-- ``restore_from_fetch``: the changelog records of a fetch applied in batches, as
-  Faust's recovery loop applies them one by one (``Recovery.tp_to_table``,
-  ``active_tps``, ``standby_tps``, ``active_offsets``, ``standby_offsets``,
-  ``active_highwaters``, the ``_…_events_received_at`` maps, ``flush_buffers``,
-  ``TableManager.changelog_queue``, ``standbys_ready``, ``on_standbys_ready``);
 - ``acknowledge``: marking offsets handled, as ``Consumer.ack`` does per message
   (``_read_offset``, ``_committed_offset``, ``_acked``, ``_acked_index``, ``_n_acked``);
 - ``committed_offsets``: what the consumer last committed, for the lag metric;
@@ -50,94 +45,14 @@ def fetch_hook(app: faust.App, on_fetch: OnFetch) -> None:
     remove records from the fetch (the mapping it is given), and Faust handles the rest.
     """
 
-    handed: dict[TP, int] = {}  # restore_from_fetch's records waiting in Faust's queue
-
     class Consumer(FaustConsumer):
         async def _wait_next_records(self, timeout: float) -> Any:
             records, active = await super()._wait_next_records(timeout)
             if records:
-                await restore_from_fetch(self, records, active, handed)
                 await on_fetch(self, records, active)
             return records, active
 
     cast(Any, app.transport).Consumer = Consumer
-
-
-class _ChangelogMessage:
-    """What Faust's store and recovery read of a changelog message."""
-
-    __slots__ = ("key", "offset", "partition", "tp", "value")
-
-    def __init__(self, tp: TP, record: Any) -> None:
-        self.tp, self.partition, self.offset = tp, tp.partition, record.offset
-        self.key, self.value = record.key, record.value
-
-
-class _ChangelogEvent:
-    __slots__ = ("message",)
-
-    def __init__(self, tp: TP, record: Any) -> None:
-        self.message = _ChangelogMessage(tp, record)
-
-
-async def restore_from_fetch(
-    consumer: FaustConsumer, records: Any, active: Any, handed: dict[TP, int]
-) -> None:
-    """Apply, from a fetch just returned, the changelog records Faust's recovery reads
-    (the partitions it restores, and its standbys), one write batch per partition,
-    and take them out of the fetch.
-
-    Faust's ``Recovery._slurp_changelogs`` applies them one record at a time, each
-    through the conductor, a queue and an ``asyncio.wait_for``: about 5,000 records a
-    second here, so a worker taking over a crashed one's partitions waited a minute or
-    more at a million visitors (docs/worker.md, "Standby replicas"). What it does per
-    record is done here per batch: only records past the offset it has seen, and the
-    offsets it tracks moved on. Records Faust would not deliver (flow stopped, the
-    partition not active) are left in the fetch for it to handle.
-
-    Ending the recovery stays Faust's: the record that completes a partition it restores
-    is put on its queue, so that its loop applies it and ends the recovery in its own
-    order (it clears its end signal as each wait begins). Until its loop has taken that
-    record (``handed``: its offset by partition), the partition's later records go its
-    way too, in order behind it.
-    """
-    if not consumer.flow_active:
-        return
-    tables_manager: Any = consumer.app.tables
-    recovery: Any = tables_manager.recovery
-    tables, standbys = recovery.tp_to_table, False
-    for tp in [tp for tp in records if tp in tables and (active is None or tp in active)]:
-        if tp in recovery.active_tps:
-            offsets, received = recovery.active_offsets, recovery._active_events_received_at
-        elif tp in recovery.standby_tps:
-            offsets, received = recovery.standby_offsets, recovery._standby_events_received_at
-        else:
-            continue  # Faust warns of it and goes on
-        seen = offsets.get(tp)
-        if tp in handed:
-            if seen is None or seen < handed[tp]:
-                continue  # Faust's loop has not taken the record handed to it yet
-            del handed[tp]
-        batch = records.pop(tp)
-        events = [_ChangelogEvent(tp, r) for r in batch if seen is None or r.offset > seen]
-        if not events:
-            continue
-        # Faust's highwater is the last offset (-1 for an empty partition)
-        last, highwater = events[-1].message.offset, recovery.active_highwaters.get(tp)
-        ends = tp in recovery.active_tps and highwater is not None and last >= highwater
-        if ends:
-            *events, final = events
-        if events:
-            recovery.flush_buffers()  # what its loop buffered is older: applied first
-            tables[tp].apply_changelog_batch(events)
-            offsets[tp] = events[-1].message.offset
-            received[tp] = monotonic()
-            standbys = standbys or tp in recovery.standby_tps
-        if ends:
-            handed[tp] = last
-            await tables_manager.changelog_queue.put(final)
-    if standbys and not tables_manager.standbys_ready and not recovery.standby_remaining_total():
-        tables_manager.on_standbys_ready()
 
 
 def acknowledge(consumer: FaustConsumer, tp: TP, first: int, last: int) -> None:

@@ -216,9 +216,9 @@ def test_a_killed_workers_partitions_are_restored_by_the_other_and_give_the_back
     live: tuple[Settings, dict[str, str]], tmp_path: Path, standby: int
 ) -> None:
     # The survivor has no state of the dead worker's partitions on disk: it restores
-    # them from their changelogs (standby 0) or has kept a warm copy of them (standby 1),
-    # both applied in batches from its fetches (faust_adapter.restore_from_fetch). The
-    # visitors' journeys span the kill, so a journey restored wrong changes invitations.
+    # them from their changelogs (standby 0) or has kept a warm copy of them (standby 1).
+    # The visitors' journeys span the kill, so a journey restored wrong changes
+    # invitations.
     settings, env = live
     env = {**env, "BECKON_BROKER_SESSION_TIMEOUT_S": "8", "BECKON_STANDBY_REPLICAS": str(standby)}
     lines = list(generate(6_000, 400, seed=19))

@@ -10,11 +10,11 @@ from streams.settings import load_settings
 from streams.worker.app import create_app
 
 
-@pytest.mark.parametrize(("given", "expected"), [({}, 0), ({"standby_replicas": 1}, 1)])
-def test_standby_replicas_come_from_the_settings_and_default_to_none(
+@pytest.mark.parametrize(("given", "expected"), [({}, 1), ({"standby_replicas": 0}, 0)])
+def test_standby_replicas_come_from_the_settings_and_default_to_one(
     tmp_path: Path, given: dict[str, int], expected: int
 ) -> None:
-    # Faust's own default is one: each worker of a group would also apply the others'
-    # changelogs, about twice the CPU per event (docs/worker.md, "Standby replicas").
+    # One keeps takeovers quick; none halves a group's CPU per event (docs/worker.md,
+    # "Standby replicas").
     app = create_app(load_settings(data_dir=tmp_path, **given))
     assert app.conf.table_standby_replicas == expected

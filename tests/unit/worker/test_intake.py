@@ -41,7 +41,6 @@ class StandInConsumer:
         self.app = SimpleNamespace(
             monitor=SimpleNamespace(track_tp_end_offset=lambda *a: None, stream_inbound_time={}),
             consumer_generation_id=0,
-            tables=SimpleNamespace(recovery=SimpleNamespace(tp_to_table={})),  # restores none
         )
 
     def highwater(self, tp: TP) -> int:
