@@ -198,9 +198,10 @@ def test_a_failed_child_process_is_a_clear_error(
     path = tmp_path / "events.jsonl"
     path.write_bytes(b"\n".join(generate(500, 50, seed=2)) + b"\n")
     _failing(monkeypatch, in_child=failure, here=lambda: None)
+    before = set(descendants(os.getpid()))  # in the full suite: the session's broker
     with pytest.raises(ProcessFailed, match=said):
         _run(path, 2)
-    assert descendants(os.getpid()) == []
+    assert set(descendants(os.getpid())) <= before
 
 
 def test_ctrl_c_kills_the_child_processes(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
@@ -212,8 +213,9 @@ def test_ctrl_c_kills_the_child_processes(monkeypatch: pytest.MonkeyPatch, tmp_p
         raise KeyboardInterrupt
 
     _failing(monkeypatch, in_child=lambda: time.sleep(60), here=interrupt)
+    before = set(descendants(os.getpid()))  # in the full suite: the session's broker
     started = time.monotonic()
     with pytest.raises(KeyboardInterrupt):
         _run(path, 3)
     assert time.monotonic() - started < 10
-    assert descendants(os.getpid()) == []
+    assert set(descendants(os.getpid())) <= before
