@@ -9,7 +9,8 @@ checks). Upgrading faust-streaming means re-reading this module against its sour
 - ``fetch_hook``: the consumer class whose fetches the intake reads first
   (``Consumer._wait_next_records``);
 - ``acknowledge``: marking offsets handled, as ``Consumer.ack`` does per message
-  (``_read_offset``, ``_committed_offset``, ``_acked``, ``_acked_index``, ``_n_acked``);
+  (``_read_offset``, ``_committed_offset``, ``_acked``, ``_acked_index``, ``_n_acked``),
+  and the partition processed, as a stream does (``Monitor.stream_inbound_time``);
 - ``committed_offsets``: what the consumer last committed, for the lag metric;
 - ``partition_db``, ``held_db``: a table partition's RocksDB database
   (``Store._db_for_partition``, ``Store._dbs``);
