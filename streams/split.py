@@ -8,6 +8,11 @@ that split, for both drivers:
   (``visitor_and_time``) and gives each process the keys of its visitors' lines: the
   time and the line index packed in one ``int`` (``key``, ``index_of``), so sorting a
   share orders its lines by time, ties by line order, as the backtest orders them all.
+- ``route_span``: the same for the lines of one span of a file's bytes (``spans`` cuts
+  a file into one span per process, at line starts), with each line's byte offset in
+  place of its index: offsets order lines as indexes do, and a span's router needs to
+  know nothing of the lines before it. So the routing itself runs split, one forked
+  child per span, each reading a part of the file.
 - ``run_split``: ``work(0)`` in this process and ``work(1)``… each in a forked child.
   A child inherits everything this process holds (copy-on-write: nothing is sent to it)
   and sends back only its answer, pickled, through a pipe. Whatever ends the run early
@@ -31,9 +36,10 @@ import os
 import pickle
 import select
 import signal
+from array import array
 from collections.abc import Callable, Iterable, MutableSequence
 from functools import partial
-from typing import Final, Generic, TypeVar
+from typing import Final, Generic, Protocol, TypeVar
 
 import orjson
 
@@ -43,10 +49,21 @@ from schemas.instants import parse_instant
 
 T = TypeVar("T")
 
+
+class Buffer(Protocol):
+    """What ``spans`` and ``route_span`` read: ``bytes`` or a file mapped by ``mmap``."""
+
+    def __len__(self) -> int: ...
+    def __getitem__(self, index: slice, /) -> bytes: ...
+    def find(self, sub: bytes, start: int = ..., end: int = ..., /) -> int: ...
+    def rfind(self, sub: bytes, start: int = ..., end: int = ..., /) -> int: ...
+
+
 FIRST: Final = -(2**63)  # the time of a line that is no event: such lines sort first
-INDEX_BITS: Final = 40  # a key is (time << INDEX_BITS) | line index: up to 2**40 lines
+INDEX_BITS: Final = 40  # a key is (time << INDEX_BITS) | line index (or byte offset) < 2**40
 _INDEX_MASK: Final = (1 << INDEX_BITS) - 1
 _POLL_S: Final = 0.1  # how often check() runs while waiting for a child
+_CHUNK_BYTES: Final = 1 << 24  # route_span splits this much of the file at a time
 
 
 def key(ts: int, index: int) -> int:
@@ -55,7 +72,7 @@ def key(ts: int, index: int) -> int:
 
 
 def index_of(packed: int) -> int:
-    """The line index of a key."""
+    """The line index of a key (its byte offset, for ``route_span``'s)."""
     return packed & _INDEX_MASK
 
 
@@ -104,6 +121,50 @@ def route(
         if length is not None:
             length(len(line))
     return shares
+
+
+def spans(data: Buffer, processes: int) -> list[int]:
+    """Where each of ``processes`` spans of ``data``'s lines starts, then ``len(data)``:
+    spans of about equal size, each starting where a line starts (one may be empty)."""
+    size = len(data)
+    bounds = [0]
+    for part in range(1, processes):
+        cut = data.find(b"\n", max(size * part // processes - 1, bounds[-1])) + 1
+        bounds.append(cut or size)  # no newline after it: the rest is one line
+    bounds.append(size)
+    return bounds
+
+
+def route_span(
+    data: Buffer, start: int, end: int, processes: int
+) -> tuple[list[list[int]], array[int]]:
+    """``route`` for the lines that start in ``data[start:end]`` (both line starts, as
+    ``spans`` gives them), keyed by each line's byte offset in ``data``; and those offsets
+    (where each line starts), in file order. A line is what iterating over the file gives
+    without its newline (whitespace to JSON: the model reads it the same)."""
+    shares: list[list[int]] = [[] for _ in range(processes)]
+    adds = [share.append for share in shares]
+    starts = array("q")
+    mark = starts.append
+    offset = start
+    while offset < end:
+        # A chunk at a time, cut after a newline: bytes.split beats reading line by line.
+        stop = min(offset + _CHUNK_BYTES, end)
+        cut = end if stop == end else data.rfind(b"\n", offset, stop) + 1
+        if cut <= offset:  # a line longer than a chunk
+            cut = data.find(b"\n", stop, end) + 1 or end
+        chunk = data[offset:cut]
+        lines = chunk.split(b"\n")
+        if chunk.endswith(b"\n"):
+            lines.pop()  # the empty piece after the chunk's last newline
+        for line in lines:
+            mark(offset)
+            visitor, ts = visitor_and_time(line)
+            part = 0 if visitor is None else hash(visitor) % processes
+            adds[part]((ts << INDEX_BITS) | offset)
+            offset += len(line) + 1
+        offset = cut
+    return shares, starts
 
 
 def run_split(
