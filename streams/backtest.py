@@ -12,15 +12,18 @@ finds the record it found live: the latest measured ``capacity_delay`` before it
 instant (``streams.core.capacity``). Bad capacity lines are counted and quoted too.
 
 With ``processes`` > 1 (``beckon backtest --processes``) the run is split by visitor
-(``streams.split``): one pass in this process reads each line's visitor and time with
-``orjson``, then each process (this one and forked children) sorts its visitors' lines
-by time, parses them one at a time from the file, mapped into memory and shared by all,
-and feeds its own driver; the results are added up and sorted as one run sorts them.
-Memory: the file's pages (shared, the page cache's), 8 bytes a line for where it starts,
-and about 44 bytes a line for the sort keys (44 MB for 1M lines), besides the journeys;
-parsed events are never held. The output is the same as one process's: a visitor's
-journey never looks at another's, and journeys past the horizon are forgotten on days
-of event time (``_Driver._forget``), not on counts of events fed.
+(``streams.split``) in two rounds of forked children. First one child per span of the
+file reads its lines' visitors and times with ``orjson`` (``route_span``) while this
+process loads device-detector with the file's first user agents (``_first_agents``).
+Then each process (this one and children forked now, which inherit device-detector's
+compiled patterns) sorts its visitors' lines by time, parses them one at a time from
+the file, mapped into memory and shared by all, and feeds its own driver; the results
+are added up and sorted as one run sorts them. Memory: the file's pages (shared, the
+page cache's), 8 bytes a line for where it starts, and about 44 bytes a line for the
+sort keys (44 MB for 1M lines), besides the journeys; parsed events are never held. The
+output is the same as one process's: a visitor's journey never looks at another's, and
+journeys past the horizon are forgotten on days of event time (``_Driver._forget``),
+not on counts of events fed.
 """
 
 from __future__ import annotations
@@ -31,10 +34,11 @@ import mmap
 import os
 import sys
 from array import array
+from bisect import bisect_left
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
-from itertools import accumulate
+from itertools import chain
 from pathlib import Path
 from typing import IO, Any
 
@@ -44,12 +48,15 @@ from schemas.events import ClickEvent, parse_event
 from streams.core.capacity import CapacityView
 from streams.core.engine import END, Limits, Step, advance, horizon, tick
 from streams.core.journey import Journey
+from streams.core.profile import device_of
 from streams.core.rules import CompiledRules
-from streams.split import index_of, route, run_split
+from streams.split import index_of, route_span, run_split, spans
 
 MAX_EXAMPLES = 10  # bad lines quoted in the report; all are counted
 SWEEP_MS = 86_400_000  # journeys gone past the horizon are forgotten as each UTC day begins
 SPLIT_BYTES = 4_000_000  # a smaller file runs in one process by default (~10,000 events)
+WARM_BYTES = 1_000_000  # a split run loads device-detector with the agents of this much…
+WARM_AGENTS = 16  # …at most this many of them
 
 
 @dataclass
@@ -296,10 +303,24 @@ def _split(
 ) -> Result:
     """The backtest of each process's visitors (``streams.split``), added up into one."""
     with path.open("rb") as handle, mmap.mmap(handle.fileno(), 0, access=mmap.ACCESS_READ) as data:
-        lengths = array("q")
-        shares = route(bar.lines(handle), processes, lengths=lengths)
-        starts = array("q", accumulate(lengths, initial=0))  # line i is starts[i]:starts[i + 1]
-        del lengths
+        bounds = spans(data, processes)
+        agents = _first_agents(data)
+
+        def read(part: int) -> tuple[list[list[int]], array[int]] | None:
+            if part == 0:  # the children read the file; this process loads device-detector
+                for agent in agents:
+                    device_of(agent)
+                return None
+            return route_span(data, bounds[part - 1], bounds[part], processes)
+
+        routed = [span for span in run_split(read, processes + 1, name="backtest") if span]
+        starts = array("q")  # line i starts at starts[i]: for the numbers of bad lines
+        for _, span_starts in routed:
+            starts += span_starts
+        shares = [
+            list(chain.from_iterable(keys[part] for keys, _ in routed)) for part in range(processes)
+        ]
+        del routed
         bar.phase("engine", len(shares[0]))
 
         def work(part: int) -> tuple[Result, list[int]]:
@@ -325,6 +346,25 @@ def _split(
     return result
 
 
+def _first_agents(data: mmap.mmap) -> list[str]:
+    """The user agents of the file's first events, at most ``WARM_AGENTS`` of them.
+
+    device-detector compiles its patterns as user agents reach them: 2-3 s in each new
+    process, most of it the same patterns whatever the browser. Parsed before the fork,
+    they are compiled once, and each child inherits them (and these agents' devices)."""
+    agents: dict[str, None] = {}
+    for line in data[:WARM_BYTES].split(b"\n")[:-1]:
+        try:
+            agent = parse_event(line).user_agent
+        except InvalidEvent:
+            continue
+        if agent:
+            agents[agent] = None
+            if len(agents) == WARM_AGENTS:
+                break
+    return list(agents)
+
+
 def _share(
     data: mmap.mmap,
     starts: array[int],
@@ -340,24 +380,26 @@ def _share(
     keys.sort()
     result = Result()
     driver = _Driver(rules, limits, result, capacity)
-    feed, bad, events = driver.feed, [], 0
+    feed, seek, readline, bad, events = driver.feed, data.seek, data.readline, [], 0
     for n, packed in enumerate(keys, 1):
-        index = index_of(packed)
-        line = data[starts[index] : starts[index + 1]]
+        start = index_of(packed)  # the line's byte offset
+        seek(start)
+        line = readline()  # with its newline, as iterating over the file gives it
         try:
             event = parse_event(line)
         except InvalidEvent:
             if line.strip():  # blank lines are no bad lines
-                bad.append(index + 1)
+                bad.append(start)
             continue
         feed(event)
         events += 1
         if bar is not None and n % 50_000 == 0:
             bar.update(n)
     driver.finish(events)
-    firsts = heapq.nsmallest(MAX_EXAMPLES, bad)
+    firsts = [bisect_left(starts, start) + 1 for start in heapq.nsmallest(MAX_EXAMPLES, bad)]
     for number in firsts:  # parsed again for the message: a handful of lines
-        _parse_line(number, data[starts[number - 1] : starts[number]], result)
+        seek(starts[number - 1])
+        _parse_line(number, readline(), result)
     result.bad_lines = len(bad)
     return result, firsts
 

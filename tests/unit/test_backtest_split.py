@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import mmap
 import os
 import random
 import time
@@ -11,12 +12,14 @@ from typing import Any
 
 import orjson
 import pytest
+from cachetools import FIFOCache
 
 from bench.clickstream import RULES_YAML, generate
 from schemas.errors import ProcessFailed
 from schemas.rules import load_rules
 from streams import backtest
 from streams.backtest import Result, backtest_file
+from streams.core import profile
 from streams.core.engine import Limits
 from streams.core.rules import CompiledRules
 from tests.helpers import descendants
@@ -219,3 +222,55 @@ def test_ctrl_c_kills_the_child_processes(monkeypatch: pytest.MonkeyPatch, tmp_p
         _run(path, 3)
     assert time.monotonic() - started < 10
     assert set(descendants(os.getpid())) <= before
+
+
+def test_a_file_without_a_last_newline_splits_as_one_process_reads_it(
+    recorded: list[bytes], tmp_path: Path
+) -> None:
+    """Blank lines first, CRLF line ends, and a last line cut short with no newline: each
+    counted (or not) and numbered as one process numbers it."""
+    path = tmp_path / "events.jsonl"
+    path.write_bytes(b"\n \n" + b"\r\n".join(recorded[:3_000]) + b'\r\n{"visitor_id": "v", "ts": 1')
+    one = _run(path, 1)
+    assert one.bad_lines == 1 and one.bad_examples[0].startswith("line 3003: ")
+    assert _run(path, 2) == one
+    assert _run(path, 3) == one
+
+
+def test_a_split_run_parses_the_first_user_agents_before_it_forks(
+    recorded: list[bytes], monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """device-detector compiles its patterns on first use (seconds): done once, here, the
+    children inherit them instead of each compiling them again."""
+    parsed = tmp_path / "parsed"
+    parse = profile._parse_device
+
+    def counted(user_agent: str) -> str:
+        with parsed.open("a") as out:
+            out.write(f"{os.getpid()}\n")
+        return parse(user_agent)
+
+    monkeypatch.setattr(profile, "_devices", FIFOCache(maxsize=profile.UA_CACHE_SIZE))
+    monkeypatch.setattr(profile, "_parse_device", counted)
+    path = _write(tmp_path / "events.jsonl", recorded, seed=2)
+    agents = {orjson.loads(line).get("user_agent") for line in recorded} - {None}
+    assert 1 < len(agents) <= backtest.WARM_AGENTS
+
+    _run(path, 2)
+
+    assert parsed.read_text().split() == [str(os.getpid())] * len(agents)
+
+
+def test_the_first_user_agents_are_the_models_in_file_order() -> None:
+    lines = [
+        _view(0, T0, "v1"),
+        orjson.dumps({**orjson.loads(_view(1, T0, "v1")), "user_agent": "B"}),
+        b'{"user_agent": "not an event"}',
+        orjson.dumps({**orjson.loads(_view(2, T0, "v2")), "user_agent": "A"}),
+        orjson.dumps({**orjson.loads(_view(3, T0, "v3")), "user_agent": "B"}),
+        b"",
+    ]
+    data = b"\n".join(lines) + b"\n" + orjson.dumps({**orjson.loads(lines[1]), "user_agent": "C"})
+    with mmap.mmap(-1, len(data)) as mapped:
+        mapped.write(data)
+        assert backtest._first_agents(mapped) == ["B", "A"]  # the last line may be cut short
