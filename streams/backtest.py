@@ -305,11 +305,13 @@ def _split(
     with path.open("rb") as handle, mmap.mmap(handle.fileno(), 0, access=mmap.ACCESS_READ) as data:
         bounds = spans(data, processes)
         agents = _first_agents(data)
+        bar.phase("reading", len(agents))
 
         def read(part: int) -> tuple[list[list[int]], array[int]] | None:
             if part == 0:  # the children read the file; this process loads device-detector
-                for agent in agents:
+                for n, agent in enumerate(agents, 1):
                     device_of(agent)
+                    bar.update(n)
                 return None
             return route_span(data, bounds[part - 1], bounds[part], processes)
 
