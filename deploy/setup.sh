@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Sets up Beckon on a fresh machine: system tools (Java 17, Maven, Chromium) where
+# Sets up Beckon on a fresh machine: system tools (Java 17, Maven, Chromium, jemalloc) where
 # missing, the Python environment in .venv/ from the pinned constraints, and Kafka's jars
 # from Maven Central. Safe to run again: each step is skipped when already done.
 set -euo pipefail
@@ -13,6 +13,8 @@ command -v mvn >/dev/null 2>&1 || need_apt+=(maven)
 python3 -c 'import venv, ensurepip' >/dev/null 2>&1 || need_apt+=(python3-venv)
 # The browser tests (tests/e2e) drive Debian's Chromium through its chromedriver.
 [[ -x /usr/bin/chromedriver ]] || need_apt+=(chromium chromium-driver)
+# The worker runs on jemalloc, which keeps RocksDB's memory flat (streams/worker/allocator.py).
+[[ $(/sbin/ldconfig -p 2>/dev/null) == *libjemalloc.so.2* ]] || need_apt+=(libjemalloc2)
 if ((${#need_apt[@]})); then
   if [[ $(id -u) -eq 0 ]] && command -v apt-get >/dev/null 2>&1; then
     say "installing ${need_apt[*]} with apt-get"

@@ -269,8 +269,11 @@ def cmd_worker(args: argparse.Namespace, settings: Settings) -> int:
     from streams.core.rules import CompiledRules
     from streams.kafka.capacity_topic import CapacityInForce
     from streams.kafka.rules_topic import RulesInForce, read_rules
+    from streams.worker.allocator import reexec
     from streams.worker.pipeline import run_worker
 
+    # First, before any thread starts: this may start the process again.
+    print(f"memory allocator: {reexec(settings.worker_allocator)}", file=sys.stderr)
     topics.ensure_topics(settings)
     rules: Callable[[], CompiledRules]
     if args.rules is not None:

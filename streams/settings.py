@@ -190,6 +190,11 @@ class Settings(BaseSettings):
     standby_replicas: Worker[int] = Field(
         1, ge=0, description="warm copies of each table partition on other workers (docs/worker.md)"
     )
+    worker_allocator: Worker[Literal["jemalloc", "system"]] = Field(
+        "jemalloc",
+        description="the worker's malloc: jemalloc, where installed, keeps RocksDB's memory flat "
+        "(docs/worker.md)",
+    )
     batch_max: Worker[int] = Field(5000, ge=1, description="records handled per batch at most")
     batch_within_s: Worker[float] = Field(
         0.05, gt=0, description="longest wait to fill a batch (exactly_once's Faust agents)"
