@@ -69,6 +69,9 @@ its own topics, each worker group its own app id, data dirs and output topics.
 
 The machine is shared (2 cores, the broker and this script beside the workers): the load
 average is printed with the figures. Run it twice before trusting a difference.
+
+With ``BENCH_MEMORY_PROBE=DIR`` in the environment every worker runs under
+``bench.memory_probe``, which logs where its memory is to ``DIR/<app id>-<i>.jsonl``.
 """
 
 from __future__ import annotations
@@ -237,6 +240,9 @@ class Worker:
         process = ("bootstrap", "app_id", "data_dir", "web_port")
         argv = [str(Path(sys.executable).with_name("beckon")), "worker", "--rules", str(rules),
                 *flags(*process, "grace_s", *TOPIC_FIELDS)]  # fmt: skip
+        if probes := os.environ.get("BENCH_MEMORY_PROBE"):  # a folder: bench.memory_probe
+            probe = Path(probes) / f"{settings.app_id}-{i}.jsonl"
+            argv = [sys.executable, "-m", "bench.memory_probe", str(probe), *argv[1:]]
         if floor:  # Faust alone: an agent that only counts (bench.faust_floor)
             argv = [sys.executable, "-m", "bench.faust_floor", *flags(*process),
                     "--topic", settings.topic_clickstream]  # fmt: skip
