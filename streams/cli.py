@@ -265,15 +265,17 @@ def _write_lines(target: str | None, records: list[Any], dumps: Callable[[Any], 
 
 
 def cmd_worker(args: argparse.Namespace, settings: Settings) -> int:
+    from streams.worker.allocator import reexec
+
+    # First, before any thread starts or Faust is imported: this may start the process
+    # again, and whatever was loaded before it is loaded twice.
+    print(f"memory allocator: {reexec(settings.worker_allocator)}", file=sys.stderr)
     from schemas.rules import load_rules_file
     from streams.core.rules import CompiledRules
     from streams.kafka.capacity_topic import CapacityInForce
     from streams.kafka.rules_topic import RulesInForce, read_rules
-    from streams.worker.allocator import reexec
     from streams.worker.pipeline import run_worker
 
-    # First, before any thread starts: this may start the process again.
-    print(f"memory allocator: {reexec(settings.worker_allocator)}", file=sys.stderr)
     topics.ensure_topics(settings)
     rules: Callable[[], CompiledRules]
     if args.rules is not None:
