@@ -4,7 +4,8 @@ Runs ``beckon`` (``streams.cli``) with the given arguments, and a thread that ap
 JSON line to ``OUT`` every ``PROBE_EVERY_S`` (20 s): VmRSS; Python's allocated blocks;
 glibc's ``mallinfo2`` (its heaps, and how much of them is free but kept), unless another
 allocator is preloaded; the RocksDB budget's usage (``faust_adapter``); every third line,
-the ten commonest object types. ``python -m bench.live --probe`` runs its workers so.
+the ten commonest object types. ``bench.live`` runs its workers so when
+``BENCH_MEMORY_PROBE`` names a folder.
 docs/worker.md, "Memory", has what it found.
 """
 

@@ -3,8 +3,8 @@
 A worker's native memory is mostly RocksDB's, allocated and freed by its flush and
 compaction threads. glibc's malloc keeps what those threads free in per-thread arenas
 and hands little of it back, so a worker's resident memory crept up with the data it
-held although every RocksDB cache is bounded (docs/performance.md, "Memory at a million
-visitors"). RocksDB's own advice is jemalloc, which returns freed pages to the system
+held although every RocksDB cache is bounded (docs/worker.md, "Memory"). RocksDB's own
+advice is jemalloc, which returns freed pages to the system
 after a few seconds.
 
 An allocator can only be chosen before the process starts, so ``beckon worker`` starts
