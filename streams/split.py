@@ -37,7 +37,7 @@ import pickle
 import select
 import signal
 from array import array
-from collections.abc import Callable, Iterable, MutableSequence
+from collections.abc import Callable, Iterable
 from functools import partial
 from typing import Final, Generic, Protocol, TypeVar
 
@@ -103,24 +103,24 @@ def route(
     *,
     check: Callable[[], None] | None = None,
     check_every: int = 20_000,
-    lengths: MutableSequence[int] | None = None,
 ) -> list[list[int]]:
-    """Each process's keys: all of a visitor's lines go to one process, chosen by the
-    hash of the visitor (the same in forks of one interpreter). A line that is no event
-    goes to the first. ``check()`` runs every ``check_every`` lines (it may raise to stop);
-    ``lengths``, if given, gets each line's length in bytes, for reading it back later."""
+    """Each process's keys (``part_of`` says which process a line goes to). ``check()``
+    runs every ``check_every`` lines (it may raise to stop)."""
     shares: list[list[int]] = [[] for _ in range(processes)]
     adds = [share.append for share in shares]
-    length = None if lengths is None else lengths.append
     for index, line in enumerate(lines):
         if check is not None and index % check_every == 0:
             check()
         visitor, ts = visitor_and_time(line)
-        part = 0 if visitor is None else hash(visitor) % processes
-        adds[part]((ts << INDEX_BITS) | index)
-        if length is not None:
-            length(len(line))
+        adds[part_of(visitor, processes)]((ts << INDEX_BITS) | index)
     return shares
+
+
+def part_of(visitor: str | None, processes: int) -> int:
+    """The process a line of ``visitor`` goes to: all of a visitor's lines go to one,
+    chosen by the hash of the visitor (the same in forks of one interpreter). A line that
+    is no event (``None``) goes to the first."""
+    return 0 if visitor is None else hash(visitor) % processes
 
 
 def spans(data: Buffer, processes: int) -> list[int]:
@@ -160,8 +160,7 @@ def route_span(
         for line in lines:
             mark(offset)
             visitor, ts = visitor_and_time(line)
-            part = 0 if visitor is None else hash(visitor) % processes
-            adds[part]((ts << INDEX_BITS) | offset)
+            adds[part_of(visitor, processes)]((ts << INDEX_BITS) | offset)
             offset += len(line) + 1
         offset = cut
     return shares, starts
