@@ -22,7 +22,7 @@ from schemas.aggregates import PAGE_DWELL
 from schemas.capacity import CAPACITY
 from schemas.events import CLICK_EVENT
 from schemas.invitations import DECISION, INVITATION
-from schemas.rules import Rule, RulesFile
+from schemas.rules import QueueMessage, Rule, RulesFile
 
 JSON_DIR = Path(__file__).parent / "json"
 _DIALECT = "https://json-schema.org/draft/2020-12/schema"
@@ -36,6 +36,7 @@ _SOURCES: dict[str, tuple[str, TypeAdapter[Any]]] = {
     "decision.schema.json": ("Decision", DECISION),
     "page_dwell.schema.json": ("PageDwell", PAGE_DWELL),
     "capacity.schema.json": ("Capacity", CAPACITY),
+    "queue.schema.json": ("QueueMessage", TypeAdapter(QueueMessage)),
 }
 
 

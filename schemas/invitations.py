@@ -102,6 +102,7 @@ class Suppression(StrEnum):
     AFTER_DECLINE = "after_decline"
     LOWER_PRIORITY = "lower_priority"
     NO_CAPACITY = "no_capacity"  # the rule's queue lacks capacity (its capacity clause)
+    BUDGET = "budget"  # the queue's invitation budget was spent (its queues: budget)
 
 
 SUPPRESSION_REASONS: Final[tuple[str, ...]] = tuple(reason.value for reason in Suppression)

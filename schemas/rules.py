@@ -11,8 +11,9 @@ from __future__ import annotations
 import difflib
 import hashlib
 import os
-from collections.abc import Iterable, Iterator
-from dataclasses import dataclass
+from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import dataclass, field
+from types import MappingProxyType
 from typing import Annotated, Any, Final, Literal, Self
 
 import orjson
@@ -61,6 +62,8 @@ __all__ = [
     "Location",
     "Message",
     "PredicateOps",
+    "Queue",
+    "QueueBudget",
     "Rule",
     "RuleSet",
     "RulesFile",
@@ -69,7 +72,10 @@ __all__ = [
     "ViewCount",
     "load_rules",
     "load_rules_file",
+    "parse_queue_message",
     "parse_rule_message",
+    "queue_key",
+    "queue_to_json",
     "rule_to_json",
 ]
 
@@ -153,10 +159,47 @@ class Rule(FrozenModel):
     capacity: CapacityNeed | None = None
 
 
+PERIODS_MS: Final[dict[str, int]] = {"minute": 60_000, "hour": 3_600_000}
+
+
+class QueueBudget(FrozenModel):
+    """At most ``invitations`` invitations per ``per`` from the whole queue, whatever rule
+    sends them: a token bucket in event time (docs/contract.md, "Budgets")."""
+
+    invitations: int = Field(ge=1, le=1_000_000, description="the bucket's size and refill")
+    per: Literal["minute", "hour"] = Field(description="the refill period")
+
+    @property
+    def period_ms(self) -> int:
+        return PERIODS_MS[self.per]
+
+
+class Queue(FrozenModel):
+    """What a chat queue sets for every rule that sends to it."""
+
+    budget: QueueBudget | None = None
+
+
+class QueueMessage(Queue):
+    """One queue's settings on the rules topic, keyed by ``queue_key(queue)``."""
+
+    queue: Name
+
+
+QUEUE_KEY_PREFIX: Final = "queue:"  # never a rule id: those are [a-z0-9-]
+
+
+def queue_key(queue: str) -> str:
+    """The rules-topic key of a queue's settings."""
+    return QUEUE_KEY_PREFIX + queue
+
+
 class RulesFile(FrozenModel):
-    """A whole rules file: ``{rules: [...]}`` (unique ids are checked by ``load_rules``)."""
+    """A whole rules file: ``{rules: [...], queues: {...}}`` (unique ids are checked by
+    ``load_rules``)."""
 
     rules: tuple[Rule, ...]
+    queues: dict[Name, Queue] = Field(default_factory=dict)
 
 
 def _duplicate_ids(rules: Iterable[Rule], where: str) -> list[tuple[str, str]]:
@@ -171,6 +214,12 @@ def _duplicate_ids(rules: Iterable[Rule], where: str) -> list[tuple[str, str]]:
     return problems
 
 
+def queue_to_json(name: str, queue: Queue) -> bytes:
+    """One queue's settings as compact JSON, as published on the rules topic."""
+    message = QueueMessage(queue=name, **queue.model_dump())
+    return message.__pydantic_serializer__.to_json(message, exclude_defaults=True)
+
+
 def rule_to_json(rule: Rule) -> bytes:
     """One rule as compact JSON, as published on the rules topic.
 
@@ -181,23 +230,32 @@ def rule_to_json(rule: Rule) -> bytes:
 
 @dataclass(frozen=True, slots=True, repr=False)
 class RuleSet:
-    """The rules in force: sorted by (-priority, id), and a version naming their content."""
+    """The rules in force: sorted by (-priority, id), the queues' settings, and a version
+    naming their content."""
 
     rules: tuple[Rule, ...]
     version: str
+    queues: Mapping[str, Queue] = field(default_factory=lambda: MappingProxyType({}))
 
     @classmethod
-    def of(cls, rules: Iterable[Rule]) -> RuleSet:
+    def of(cls, rules: Iterable[Rule], queues: Mapping[str, Queue] | None = None) -> RuleSet:
         """Sort, refuse duplicate ids, and compute the version (input order does not matter)."""
         given = tuple(rules)
         problems = _duplicate_ids(given, "rules")
         if problems:
             raise InvalidRules(problems)
-        canonical = orjson.dumps(
-            [_canonical(r) for r in sorted(given, key=_by_id)], option=orjson.OPT_SORT_KEYS
-        )
+        # A queue without settings is no different from a queue not named.
+        kept = {name: queue for name, queue in sorted((queues or {}).items()) if queue != Queue()}
+        content: Any = [_canonical(r) for r in sorted(given, key=_by_id)]
+        if kept:  # rule sets without queue settings keep the version they always had
+            content = {
+                "rules": content,
+                "queues": {name: q.model_dump(mode="json", exclude_none=True)
+                           for name, q in kept.items()},  # fmt: skip
+            }
+        canonical = orjson.dumps(content, option=orjson.OPT_SORT_KEYS)
         by_priority = tuple(sorted(given, key=lambda r: (-r.priority, r.id)))
-        return cls(by_priority, hashlib.sha256(canonical).hexdigest()[:12])
+        return cls(by_priority, hashlib.sha256(canonical).hexdigest()[:12], MappingProxyType(kept))
 
     def get(self, rule_id: str) -> Rule | None:
         """The rule with this id, or None."""
@@ -205,11 +263,18 @@ class RuleSet:
 
     def with_rule(self, rule: Rule) -> RuleSet:
         """A new RuleSet with ``rule`` added, or replacing the rule with its id."""
-        return RuleSet.of([*(r for r in self.rules if r.id != rule.id), rule])
+        return RuleSet.of([*(r for r in self.rules if r.id != rule.id), rule], self.queues)
 
     def without(self, rule_id: str) -> RuleSet:
         """A new RuleSet without the rule with this id (a tombstone on the rules topic)."""
-        return RuleSet.of(r for r in self.rules if r.id != rule_id)
+        return RuleSet.of((r for r in self.rules if r.id != rule_id), self.queues)
+
+    def with_queue(self, name: str, queue: Queue | None) -> RuleSet:
+        """A new RuleSet with the queue's settings set (None: removed)."""
+        queues = {n: q for n, q in self.queues.items() if n != name}
+        if queue is not None:
+            queues[name] = queue
+        return RuleSet.of(self.rules, queues)
 
     def __iter__(self) -> Iterator[Rule]:
         return iter(self.rules)
@@ -259,7 +324,7 @@ def load_rules(text: str, *, source: str = "rules") -> RuleSet:
     duplicates = _duplicate_ids(parsed.rules, "rules")
     if duplicates:
         raise InvalidRules(duplicates, prefix=prefix)
-    return RuleSet.of(parsed.rules)
+    return RuleSet.of(parsed.rules, parsed.queues)
 
 
 def load_rules_file(path: str | os.PathLike[str]) -> RuleSet:
@@ -284,6 +349,22 @@ def parse_rule_message(raw: bytes) -> Rule:
         return Rule.model_validate(data)
     except ValidationError as exc:
         raise InvalidRules(_rule_problems(exc, data, Rule)) from exc
+
+
+def parse_queue_message(raw: bytes) -> QueueMessage:
+    """One queue's settings JSON, as a value on the rules topic; raises InvalidRules."""
+    try:
+        data = orjson.loads(raw)
+    except orjson.JSONDecodeError as exc:
+        raise InvalidRules([("queue", f"not valid JSON: {exc}")]) from exc
+    if not isinstance(data, dict):
+        raise InvalidRules([("queue", f"must be a JSON object, got {_problems.json_type(data)}")])
+    try:
+        return QueueMessage.model_validate(data)
+    except ValidationError as exc:
+        raise InvalidRules(
+            [(f"queue.{p}" if p else "queue", r) for p, r in _problems.problems(exc)]
+        ) from exc
 
 
 def _decode(text: str, prefix: str) -> Any:
@@ -312,6 +393,7 @@ _SECTIONS: Final[dict[str, type[BaseModel]]] = {
     "message": Message,
     "frequency": Frequency,
     "capacity": CapacityNeed,
+    "budget": QueueBudget,
 }
 
 
@@ -340,6 +422,8 @@ def _rule_problems(
         model: type[BaseModel] | None = root
         if parent and isinstance(parent[-1], int):  # an item of rules or of min_views
             model = ViewCount if parent[-2:-1] == ("min_views",) else Rule
+        elif parent[:1] == ("queues",) and len(parent) == 2:  # queues.<name>
+            model = Queue
         elif parent:
             model = _SECTIONS.get(str(parent[-1]))
         if model is None:
