@@ -2,8 +2,9 @@
 
 Validation is ``schemas.rules.load_rules``, the function behind ``beckon rules
 validate``: the console and the CLI cannot disagree. This module only reshapes its
-answers for the page: errors split into rule and field, the set as JSON and YAML, each
-message rendered for a sample visitor, and each rule's location and trigger in words.
+answers for the page: errors split into rule and field, the set (its rules and its
+queues' settings) as JSON and YAML, each message rendered for a sample visitor, and each
+rule's location and trigger, and each queue's budget, in words.
 """
 
 from __future__ import annotations
@@ -15,7 +16,15 @@ import orjson
 import yaml
 
 from schemas.errors import InvalidRules
-from schemas.rules import JourneyPattern, Rule, RuleSet, load_rules, rule_to_json
+from schemas.rules import (
+    JourneyPattern,
+    Queue,
+    QueueBudget,
+    Rule,
+    RuleSet,
+    load_rules,
+    rule_to_json,
+)
 from schemas.templates import render_template
 
 # What a message is rendered with when the draft names no sample visitor.
@@ -40,13 +49,17 @@ class DraftError(Exception):
 
 
 def parse_draft(body: Any) -> RuleSet:
-    """``{"rules": [...]}`` or ``{"yaml": "..."}`` -> RuleSet, or DraftError."""
+    """``{"rules": [...], "queues": {...}}`` (queues optional) or ``{"yaml": "..."}`` ->
+    RuleSet, or DraftError."""
     if not isinstance(body, dict):
         raise DraftError([_error(None, None, "", "must be a JSON object")])
     if isinstance(body.get("yaml"), str):
         text = body["yaml"]
     elif isinstance(body.get("rules"), list):
-        text = orjson.dumps({"rules": body["rules"]}).decode()
+        draft = {"rules": body["rules"]}
+        if body.get("queues") is not None:  # drafts from before budgets have none
+            draft["queues"] = body["queues"]
+        text = orjson.dumps(draft).decode()
     else:
         raise DraftError(
             [_error(None, None, "", "needs 'rules' (a list of rules) or 'yaml' (a rules file)")]
@@ -75,9 +88,20 @@ def rules_json(ruleset: RuleSet) -> list[dict[str, Any]]:
     return [orjson.loads(rule_to_json(rule)) for rule in ruleset]
 
 
-def rules_yaml(rules: list[dict[str, Any]]) -> str:
-    """JSON rules as a rules file."""
-    return yaml.safe_dump({"rules": rules}, sort_keys=False, allow_unicode=True, width=100)
+def queues_json(ruleset: RuleSet) -> dict[str, dict[str, Any]]:
+    """The queues' settings as JSON objects, by name (queues without any are left out)."""
+    return {name: _queue_json(queue) for name, queue in ruleset.queues.items()}
+
+
+def _queue_json(queue: Queue) -> dict[str, Any]:
+    return queue.model_dump(mode="json", exclude_none=True)
+
+
+def rules_yaml(rules: list[dict[str, Any]], queues: dict[str, Any] | None = None) -> str:
+    """JSON rules, and the queues' settings if any, as a rules file."""
+    data: dict[str, Any] = {"queues": queues} if queues else {}
+    data["rules"] = rules
+    return yaml.safe_dump(data, sort_keys=False, allow_unicode=True, width=100)
 
 
 def rendered(ruleset: RuleSet, sample: dict[str, Any] | None) -> dict[str, dict[str, Any]]:
@@ -121,6 +145,23 @@ def in_words(rule: Rule) -> dict[str, str]:
     if rule.capacity is not None:
         when.append(_capacity_in_words(rule))
     return {"location": "; ".join(where), "trigger": " and ".join(when)}
+
+
+def queues_in_words(ruleset: RuleSet) -> dict[str, str]:
+    """Each queue the rules send to or the set has settings for, and its budget in words:
+    ``{"sales": "at most 20 invitations per minute", "default": "no budget"}``."""
+    names = sorted({rule.queue for rule in ruleset} | set(ruleset.queues))
+    words = {}
+    for name in names:
+        queue = ruleset.queues.get(name)
+        budget = None if queue is None else queue.budget
+        words[name] = "no budget" if budget is None else budget_in_words(budget)
+    return words
+
+
+def budget_in_words(budget: QueueBudget) -> str:
+    n = budget.invitations
+    return f"at most {n} invitation{'s' if n != 1 else ''} per {budget.per}"
 
 
 def _capacity_in_words(rule: Rule) -> str:

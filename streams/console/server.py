@@ -278,7 +278,7 @@ async def _history(settings: Settings) -> list[dict[str, Any]]:
 
 @viewer
 async def rules_in_force(request: web.Request) -> web.Response:
-    """GET /api/rules: the set in force, its history entry and its funnel."""
+    """GET /api/rules: the set in force (rules and queues), its history entry and its funnel."""
     console = request.app[CONSOLE]
     settings = console.settings
     book, history = await asyncio.gather(_book(settings), _history(settings))
@@ -289,7 +289,9 @@ async def rules_in_force(request: web.Request) -> web.Response:
     return _json({
         "version": ruleset.version,
         "rules": rules,
+        "queues": drafts.queues_json(ruleset),
         "words": {rule.id: drafts.in_words(rule) for rule in ruleset},
+        "queue_words": drafts.queues_in_words(ruleset),
         "published": _without_rules(published),
         "funnel": funnel,
         "funnel_hours": settings.console_funnel_hours,
@@ -298,7 +300,9 @@ async def rules_in_force(request: web.Request) -> web.Response:
 
 
 def _without_rules(entry: dict[str, Any] | None) -> dict[str, Any] | None:
-    return None if entry is None else {k: v for k, v in entry.items() if k != "rules"}
+    if entry is None:
+        return None
+    return {k: v for k, v in entry.items() if k not in ("rules", "queues")}  # the set it holds
 
 
 @viewer
@@ -306,14 +310,16 @@ async def validate(request: web.Request) -> web.Response:
     """POST /api/rules/validate: 200 with the draft as Beckon reads it, or 422."""
     body = await _body(request)
     ruleset = _draft(body)
-    rules = drafts.rules_json(ruleset)
+    rules, queues = drafts.rules_json(ruleset), drafts.queues_json(ruleset)
     sample = body.get("sample") if isinstance(body.get("sample"), dict) else None
     return _json({
         "version": ruleset.version,
         "rules": rules,
-        "yaml": drafts.rules_yaml(rules),
+        "queues": queues,
+        "yaml": drafts.rules_yaml(rules, queues),
         "rendered": drafts.rendered(ruleset, sample),
         "words": {rule.id: drafts.in_words(rule) for rule in ruleset},
+        "queue_words": drafts.queues_in_words(ruleset),
     })  # fmt: skip
 
 
@@ -349,7 +355,8 @@ async def rollback(request: web.Request) -> web.Response:
                   if e["version"] == version), None)  # fmt: skip
     if entry is None:
         raise _fail(404, f"no version {version!r} was ever published")
-    ruleset = _draft({"rules": entry["rules"]})
+    # Entries from before budgets have no queues: the set had no budget then.
+    ruleset = _draft({"rules": entry["rules"], "queues": entry.get("queues")})
     comment = body.get("comment") if isinstance(body.get("comment"), str) else ""
     comment = comment.strip() or f"rollback to {version}"
     return await _publish(request, ruleset, comment, "rollback", body.get("expected_version"))
@@ -394,17 +401,25 @@ async def history(request: web.Request) -> web.Response:
 def _diff(before: dict[str, Any] | None, after: dict[str, Any]) -> dict[str, Any]:
     old = {r["id"]: r for r in (before or {}).get("rules", ()) if isinstance(r, dict)}
     new = {r["id"]: r for r in after["rules"] if isinstance(r, dict)}
+    old_queues, new_queues = _queues(before), _queues(after)
     text = difflib.unified_diff(
-        drafts.rules_yaml(sorted(old.values(), key=_id)).splitlines(keepends=True),
-        drafts.rules_yaml(sorted(new.values(), key=_id)).splitlines(keepends=True),
+        drafts.rules_yaml(sorted(old.values(), key=_id), old_queues).splitlines(keepends=True),
+        drafts.rules_yaml(sorted(new.values(), key=_id), new_queues).splitlines(keepends=True),
         fromfile=(before or {}).get("version", "(nothing)"), tofile=after["version"],
     )  # fmt: skip
+    queues = old_queues.keys() | new_queues.keys()
     return {
         "added": sorted(new.keys() - old.keys()),
         "removed": sorted(old.keys() - new.keys()),
         "changed": sorted(k for k in new.keys() & old.keys() if new[k] != old[k]),
+        "queues": sorted(k for k in queues if old_queues.get(k) != new_queues.get(k)),
         "text": "".join(text),
     }
+
+
+def _queues(entry: dict[str, Any] | None) -> dict[str, Any]:
+    queues = (entry or {}).get("queues")
+    return dict(sorted(queues.items())) if isinstance(queues, dict) else {}
 
 
 def _id(rule: dict[str, Any]) -> str:

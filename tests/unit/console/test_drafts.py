@@ -9,6 +9,8 @@ from streams.console.drafts import (
     DraftError,
     in_words,
     parse_draft,
+    queues_in_words,
+    queues_json,
     rendered,
     rules_json,
     rules_yaml,
@@ -104,3 +106,53 @@ def test_a_capacity_clause_in_words() -> None:
     )
     (rule,) = parse_draft({"rules": [{**RULE, "capacity": {}}]})
     assert in_words(rule)["trigger"].endswith(" and if default has 1 free slot")
+
+
+SALES = {"budget": {"invitations": 20, "per": "minute"}}
+
+
+def test_a_draft_with_queues_round_trips_through_yaml() -> None:
+    draft = {"rules": [{**RULE, "queue": "sales"}], "queues": {"sales": SALES}}
+    ruleset = parse_draft(draft)
+    assert queues_json(ruleset) == {"sales": SALES}
+    yaml_text = rules_yaml(rules_json(ruleset), queues_json(ruleset))
+    assert yaml_text.startswith("queues:\n  sales:\n    budget:\n      invitations: 20\n")
+    from_yaml = parse_draft({"yaml": yaml_text})
+    assert from_yaml.version == ruleset.version == load_rules(yaml_text).version
+    assert queues_in_words(from_yaml) == {"sales": "at most 20 invitations per minute"}
+
+
+def test_a_draft_without_queues_keeps_its_version_and_its_yaml() -> None:
+    ruleset = parse_draft({"rules": [RULE], "queues": None})
+    assert ruleset.version == parse_draft({"rules": [RULE]}).version
+    assert queues_json(ruleset) == {}
+    assert rules_yaml(rules_json(ruleset), {}).startswith("rules:\n")
+    assert queues_in_words(ruleset) == {"default": "no budget"}
+
+
+@pytest.mark.parametrize(
+    ("queues", "path", "reason"),
+    [
+        ({"sales": {"budget": {"invitations": 0, "per": "minute"}}},
+         "queues.sales.budget.invitations", "must be at least 1, got 0"),
+        ({"sales": {"budget": {"invitations": 5, "per": "day"}}},
+         "queues.sales.budget.per", "must be 'minute' or 'hour', got 'day'"),
+        ({"sales": {"budget": {"per": "hour"}}}, "queues.sales.budget.invitations", None),
+        ([], "queues", None),
+    ],
+)  # fmt: skip
+def test_a_bad_budget_is_refused_naming_the_field(
+    queues: object, path: str, reason: str | None
+) -> None:
+    with pytest.raises(DraftError) as caught:
+        parse_draft({"rules": [RULE], "queues": queues})
+    (error,) = caught.value.errors
+    assert (error["rule_id"], error["index"], error["path"]) == (None, None, path)
+    assert reason is None or error["reason"] == reason
+
+
+def test_a_budget_in_words() -> None:
+    one = parse_draft(
+        {"rules": [], "queues": {"night": {"budget": {"invitations": 1, "per": "hour"}}}}
+    )
+    assert queues_in_words(one) == {"night": "at most 1 invitation per hour"}
