@@ -45,6 +45,7 @@ from typing import IO, Any
 from schemas.capacity import parse_capacity
 from schemas.errors import InvalidCapacity, InvalidEvent
 from schemas.events import ClickEvent, parse_event
+from streams.core.budget import over_budget, refused
 from streams.core.capacity import CapacityView
 from streams.core.engine import END, Limits, Step, advance, horizon, tick
 from streams.core.journey import Journey
@@ -190,7 +191,23 @@ def run(
         driver.feed(event)
         if progress is not None and n % 50_000 == 0:
             progress(n)
-    return driver.finish(len(events))
+    return apply_budgets(driver.finish(len(events)), rules)
+
+
+def apply_budgets(result: Result, rules: CompiledRules) -> Result:
+    """Hold back the invitations their queues' budgets refuse (docs/contract.md, "Budgets"):
+    once every visitor's invitations are known, for the rounds need them all, so a run
+    split by visitor applies them after its parts are added up."""
+    if not rules.budgets:
+        return result
+    held = refused(result.invitations, rules.budgets)
+    if held:
+        result.invitations = [i for i in result.invitations if i["invitation_id"] not in held]
+        result.decisions = [
+            over_budget(d) if d["outcome"] == "invited" and d["invitation_id"] in held else d
+            for d in result.decisions
+        ]
+    return result
 
 
 def _time_then_line(item: tuple[int, int, ClickEvent]) -> tuple[int, int]:
@@ -236,10 +253,12 @@ def backtest_file(
         size = path.stat().st_size
         if processes > 1 and hasattr(os, "fork") and size > 0:
             bar = Progress(size, enabled=show_progress)
-            return _split(path, rules, limits, bar, _copy(start), view, processes)
+            return apply_budgets(
+                _split(path, rules, limits, bar, _copy(start), view, processes), rules
+            )
         try:
             bar = Progress(size, enabled=show_progress)
-            return _stream(path, rules, limits, bar, _copy(start), view)
+            return apply_budgets(_stream(path, rules, limits, bar, _copy(start), view), rules)
         except _OutOfOrder:
             pass
         result = _copy(start)
@@ -249,7 +268,7 @@ def backtest_file(
         bar.phase("engine", len(events))
         run(events, rules, limits, result, bar.update if bar.enabled else None, view)
         bar.done()
-        return result
+        return result  # run applied the budgets
     finally:
         gc.enable()
 

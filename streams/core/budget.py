@@ -25,8 +25,10 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Final
+from typing import Any, Final
 
+from schemas.instants import parse_instant
+from schemas.invitations import Suppression
 from schemas.rules import QueueBudget
 
 ROUND_MS: Final = 1000
@@ -49,6 +51,16 @@ class Candidate:
 
     def order(self) -> tuple[int, int, int, str]:
         return (self.round, -self.priority, self.at, self.id)
+
+    @classmethod
+    def of(cls, invitation: Mapping[str, Any]) -> Candidate:
+        """The candidate of an invitation the engine made (its dict)."""
+        return cls(
+            invitation["invitation_id"],
+            invitation["queue"],
+            parse_instant(invitation["triggered_at"]),
+            invitation["priority"],
+        )
 
 
 @dataclass(slots=True)
@@ -134,6 +146,20 @@ class Budgets:
                 break
             del decided[first]
 
-    def forgotten(self, known: Iterable[str]) -> list[str]:
-        """Of ``known`` decided ids, those no longer kept (for the worker's tombstones)."""
-        return [i for i in known if i not in self.decided]
+
+
+def refused(
+    invitations: Iterable[Mapping[str, Any]], budgets: Mapping[str, QueueBudget]
+) -> set[str]:
+    """The ids of the invitations their queues' budgets hold back, all known at once (the
+    backtest): every round decided in order."""
+    state = Budgets()
+    for invitation in invitations:
+        if invitation["queue"] in budgets:
+            state.offer(Candidate.of(invitation), budgets)
+    return {c.id for c, granted in state.release(END, budgets) if not granted}
+
+
+def over_budget(decision: Mapping[str, Any]) -> dict[str, Any]:
+    """The decision of an invitation its queue's budget held back."""
+    return {**decision, "outcome": "suppressed", "reason": Suppression.BUDGET.value}

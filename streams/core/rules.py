@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from schemas.rules import CapacityNeed, Rule, RuleSet
+from schemas.rules import CapacityNeed, QueueBudget, Rule, RuleSet
 from streams.core.journey import Journey, shadow_key
 from streams.core.matching import compile_audience, compile_globs
 from streams.core.patterns import PagesTest, compile_journey_test
@@ -120,6 +120,8 @@ class CompiledRules:
     # How long a journey must be remembered for these rules' frequency limits to hold:
     # the longest after_decline_days (per_day and per_session need no more than a day).
     memory_ms: int
+    # queue -> its budget (docs/contract.md, "Budgets"): its invitations are candidates
+    budgets: Mapping[str, QueueBudget]
     # page URL -> the rules whose location allows it. Page popularity is steep (a few
     # pages take most views), so most plans skip the globs entirely.
     _pages: dict[str, tuple[CompiledRule, ...]]
@@ -131,7 +133,8 @@ class CompiledRules:
         memory = (
             max((r.rule.frequency.after_decline_days or 0 for r in compiled), default=0) * _DAY_MS
         )
-        return cls(compiled, {r.id: r for r in compiled}, ruleset.version, memory, {})
+        budgets = {name: q.budget for name, q in ruleset.queues.items() if q.budget is not None}
+        return cls(compiled, {r.id: r for r in compiled}, ruleset.version, memory, budgets, {})
 
     def on_page(self, path: str) -> tuple[CompiledRule, ...]:
         """The rules whose location allows this page (URL without query and fragment)."""

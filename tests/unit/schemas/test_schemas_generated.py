@@ -17,6 +17,7 @@ EXPECTED = {
     "decision.schema.json",
     "page_dwell.schema.json",
     "capacity.schema.json",
+    "queue.schema.json",
 }
 
 
