@@ -1,9 +1,11 @@
 """The rules in force after a sequence of rules-topic messages: the pure fold.
 
-Each message is keyed by a rule id and holds that rule's JSON, or no value (a tombstone)
-to delete it. A message that does not hold a valid rule is refused with the field at
-fault, and the rule already in force under its key stays in force: a bad rule never takes
-a good one down with it. ``streams.kafka.rules_topic`` reads the topic into a RuleBook.
+Each message is keyed by a rule id and holds that rule's JSON, or is keyed
+``queue:<name>`` and holds that queue's settings (its budget); no value (a tombstone)
+deletes what the key held. A message that does not hold valid settings for its key is
+refused with the field at fault, and what is already in force under its key stays in
+force: a bad rule never takes a good one down with it, nor a bad budget a good one.
+``streams.kafka.rules_topic`` reads the topic into a RuleBook.
 """
 
 from __future__ import annotations
@@ -14,7 +16,15 @@ from types import MappingProxyType
 from typing import Any, Final
 
 from schemas.errors import InvalidRules
-from schemas.rules import EMPTY_RULES, Rule, RuleSet, parse_rule_message
+from schemas.rules import (
+    EMPTY_RULES,
+    QUEUE_KEY_PREFIX,
+    Queue,
+    Rule,
+    RuleSet,
+    parse_queue_message,
+    parse_rule_message,
+)
 
 log = logging.getLogger(__name__)
 
@@ -31,6 +41,7 @@ class RuleBook:
 
     def __init__(self) -> None:
         self._rules: dict[str, Rule] = {}
+        self._queues: dict[str, Queue] = {}
         self._latest: dict[str, bytes] = {}
         self._ruleset: RuleSet | None = EMPTY_RULES
         self.refusals: list[str] = []
@@ -41,17 +52,26 @@ class RuleBook:
         """Fold one message in; return None when accepted, else why it was refused."""
         self.applied += 1
         if key is None:
-            return self._refuse("a rules message without a key: the key must be the rule id")
+            return self._refuse(
+                "a rules message without a key: the key must be the rule id or queue:<name>"
+            )
         try:
-            rule_id = key.decode("utf-8")
+            key_text = key.decode("utf-8")
         except UnicodeDecodeError:
-            return self._refuse(f"key {key[:60]!r}: must be the rule id in UTF-8")
+            return self._refuse(f"key {key[:60]!r}: must be the rule id or queue:<name> in UTF-8")
+        if value is None:
+            self._latest.pop(key_text, None)
+        else:
+            self._latest[key_text] = value
+        if key_text.startswith(QUEUE_KEY_PREFIX):
+            return self._apply_queue(key_text, value)
+        return self._apply_rule(key_text, value)
+
+    def _apply_rule(self, rule_id: str, value: bytes | None) -> str | None:
         if value is None:  # a tombstone: deleting a rule that is not there is no error
-            self._latest.pop(rule_id, None)
             if self._rules.pop(rule_id, None) is not None:
                 self._ruleset = None
             return None
-        self._latest[rule_id] = value
         try:
             rule = parse_rule_message(value)
         except InvalidRules as exc:
@@ -66,22 +86,51 @@ class RuleBook:
             self._ruleset = None
         return None
 
+    def _apply_queue(self, key: str, value: bytes | None) -> str | None:
+        name = key.removeprefix(QUEUE_KEY_PREFIX)
+        if value is None:  # a tombstone: the queue has no settings, as if never named
+            if self._queues.pop(name, None) is not None:
+                self._ruleset = None
+            return None
+        try:
+            message = parse_queue_message(value)
+        except InvalidRules as exc:
+            return self._refuse(f"key {key!r}: {exc}{self._queue_kept(name)}")
+        if message.queue != name:
+            return self._refuse(
+                f"key {key!r}: queue is {message.queue!r}, must equal the name after "
+                f"{QUEUE_KEY_PREFIX!r} in the message key{self._queue_kept(name)}"
+            )
+        # The settings alone: a QueueMessage never equals the Queue it holds.
+        queue = Queue.model_validate(message.model_dump(exclude={"queue"}))
+        if self._queues.get(name) != queue:
+            self._queues[name] = queue
+            self._ruleset = None
+        return None
+
     @property
     def ruleset(self) -> RuleSet:
-        """The rules in force (computed once per change: RuleSet.of sorts and hashes)."""
+        """The rules and queue settings in force (computed once per change: RuleSet.of
+        sorts and hashes)."""
         if self._ruleset is None:
-            self._ruleset = RuleSet.of(self._rules.values())
+            self._ruleset = RuleSet.of(self._rules.values(), self._queues)
         return self._ruleset
 
     @property
     def latest(self) -> Mapping[str, bytes]:
-        """The latest value per rule id on the topic, accepted or refused."""
+        """The latest value per key on the topic (rule ids and ``queue:<name>``),
+        accepted or refused."""
         return MappingProxyType(self._latest)
 
     def _kept(self, rule_id: str) -> str:
         if rule_id in self._rules:
             return f"; the rule {rule_id!r} in force stays in force"
         return f"; no rule {rule_id!r} is in force"
+
+    def _queue_kept(self, name: str) -> str:
+        if name in self._queues:
+            return f"; the settings of queue {name!r} in force stay in force"
+        return f"; queue {name!r} has no settings in force"
 
     def _refuse(self, reason: str) -> str:
         self.refused += 1

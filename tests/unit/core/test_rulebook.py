@@ -6,7 +6,7 @@ from typing import Any
 
 import orjson
 
-from schemas.rules import EMPTY_RULES, Rule, RuleSet, rule_to_json
+from schemas.rules import EMPTY_RULES, Queue, QueueBudget, Rule, RuleSet, rule_to_json
 from streams.core.rulebook import MAX_REFUSALS, RuleBook
 
 
@@ -18,6 +18,14 @@ def rule(rule_id: str, **fields: Any) -> Rule:
 
 def message(r: Rule) -> tuple[bytes, bytes]:
     return r.id.encode(), rule_to_json(r)
+
+
+SALES_20 = b'{"queue":"sales","budget":{"invitations":20,"per":"minute"}}'
+SALES_5 = b'{"queue":"sales","budget":{"invitations":5,"per":"hour"}}'
+
+
+def budget(invitations: int, per: str) -> Queue:
+    return Queue(budget=QueueBudget.model_validate({"invitations": invitations, "per": per}))
 
 
 def test_an_empty_book_has_no_rules() -> None:
@@ -131,3 +139,86 @@ def test_refusals_are_bounded_but_all_counted() -> None:
     assert len(book.refusals) == MAX_REFUSALS
     assert book.refused == MAX_REFUSALS + 5
     assert "'r104'" in book.refusals[-1]
+
+
+def test_a_queue_message_sets_the_queue_budget_beside_the_rules() -> None:
+    book = RuleBook()
+    book.apply(*message(rule("a", queue="sales")))
+
+    assert book.apply(b"queue:sales", SALES_20) is None
+
+    assert book.ruleset == RuleSet.of([rule("a", queue="sales")], {"sales": budget(20, "minute")})
+    assert book.latest == {"a": rule_to_json(rule("a", queue="sales")), "queue:sales": SALES_20}
+
+
+def test_a_newer_queue_message_replaces_the_budget() -> None:
+    book = RuleBook()
+    book.apply(b"queue:sales", SALES_20)
+    assert book.apply(b"queue:sales", SALES_5) is None
+    assert dict(book.ruleset.queues) == {"sales": budget(5, "hour")}
+
+
+def test_an_invalid_queue_message_is_refused_naming_the_field_and_the_budget_stays() -> None:
+    book = RuleBook()
+    book.apply(b"queue:sales", SALES_20)
+    bad = b'{"queue":"sales","budget":{"invitations":0,"per":"minute"}}'
+
+    reason = book.apply(b"queue:sales", bad)
+
+    assert reason is not None
+    assert "key 'queue:sales'" in reason and "queue.budget.invitations" in reason
+    assert "stay in force" in reason
+    assert dict(book.ruleset.queues) == {"sales": budget(20, "minute")}
+    assert book.latest["queue:sales"] == bad  # what compaction keeps: apply overwrites it
+
+
+def test_a_misspelt_queue_field_is_refused_naming_it() -> None:
+    reason = RuleBook().apply(b"queue:sales", b'{"queue":"sales","budgte":{}}')
+    assert reason is not None and "queue.budgte" in reason
+
+
+def test_a_queue_message_whose_name_differs_from_its_key_is_refused() -> None:
+    book = RuleBook()
+    book.apply(b"queue:sales", SALES_20)
+
+    reason = book.apply(
+        b"queue:sales", b'{"queue":"support","budget":{"invitations":1,"per":"hour"}}'
+    )
+
+    assert reason is not None
+    assert "queue is 'support'" in reason and "key 'queue:sales'" in reason
+    assert dict(book.ruleset.queues) == {"sales": budget(20, "minute")}
+
+
+def test_a_queue_tombstone_removes_the_budget_and_leaves_the_rules() -> None:
+    book = RuleBook()
+    book.apply(*message(rule("a")))
+    book.apply(b"queue:sales", SALES_20)
+
+    assert book.apply(b"queue:sales", None) is None
+
+    assert book.ruleset == RuleSet.of([rule("a")])
+    assert "queue:sales" not in book.latest
+
+
+def test_the_version_changes_with_the_queue_settings_and_comes_back_without_them() -> None:
+    book = RuleBook()
+    book.apply(*message(rule("a")))
+    without = book.ruleset.version
+    book.apply(b"queue:sales", SALES_20)
+    with_20 = book.ruleset.version
+    book.apply(b"queue:sales", SALES_20)  # the same settings again
+    assert book.ruleset.version == with_20
+    book.apply(b"queue:sales", SALES_5)
+    with_5 = book.ruleset.version
+    book.apply(b"queue:sales", None)
+
+    assert len({without, with_20, with_5}) == 3
+    assert book.ruleset.version == without
+
+
+def test_a_queue_without_settings_is_as_if_never_named() -> None:
+    book = RuleBook()
+    book.apply(*message(rule("a")))
+    assert book.apply(b"queue:sales", b'{"queue":"sales"}') is None
+    assert book.ruleset == RuleSet.of([rule("a")])
