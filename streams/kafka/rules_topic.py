@@ -1,8 +1,9 @@
 """The rules topic: what a rules message means, reading the rules in force, applying a file.
 
 The topic has one partition and is compacted. Each message is keyed by a rule id (UTF-8)
-and holds that rule's JSON (``rule_to_json``), or no value at all (a tombstone) to delete
-the rule. Folding the topic from its beginning gives the rules in force:
+and holds that rule's JSON (``rule_to_json``), or is keyed ``queue:<name>`` and holds that
+queue's settings (``queue_to_json``); no value at all (a tombstone) deletes the rule or
+the queue's settings. Folding the topic from its beginning gives the rules in force:
 
     RuleBook            the pure fold (``streams.core.rulebook``): accepts, replaces,
                         deletes, refuses
@@ -12,9 +13,9 @@ the rule. Folding the topic from its beginning gives the rules in force:
     read_history()      every version ever published (``beckon.rules.history``, never
                         compacted: the rules topic itself keeps only the latest per rule)
 
-A message that does not hold a valid rule is refused with the field at fault, and the rule
-already in force under its key stays in force (the contract: a bad rule never takes a good
-one down with it).
+A message that does not hold a valid rule (or queue settings) is refused with the field at
+fault, and what is already in force under its key stays in force (the contract: a bad rule
+never takes a good one down with it).
 """
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ import orjson
 
 from schemas.errors import BrokerError
 from schemas.instants import format_instant
-from schemas.rules import RuleSet, rule_to_json
+from schemas.rules import RuleSet, queue_key, queue_to_json, rule_to_json
 from streams.clock import now_ms
 from streams.core.rulebook import RuleBook
 from streams.core.rules import CompiledRules
@@ -149,7 +150,7 @@ def _ms_left(deadline: float) -> int:
 def apply_rules(
     settings: Settings, ruleset: RuleSet, topic: str | None = None
 ) -> tuple[list[str], list[str]]:
-    """Make the topic hold exactly ``ruleset``; return (published ids, deleted ids).
+    """Make the topic hold exactly ``ruleset``; return (published keys, deleted keys).
 
     ``beckon rules apply`` and ``beckon up``'s sample: a history entry is written with
     ``action: apply``, as for every publish (see :func:`publish_rules`)."""
@@ -170,10 +171,11 @@ def publish_rules(
 ) -> tuple[list[str], list[str], dict[str, Any] | None]:
     """Make the rules topic hold exactly ``ruleset`` and record the version in the history.
 
-    Changed and new rules are sent, unchanged ones are not, and every other id on the
-    topic gets a tombstone; the history entry goes to ``topic_rules_history``. All in one
-    transaction, so a read_committed reader sees the old set or the new one, never a mix,
-    and never a set without its history entry. Returns (published ids, deleted ids, the
+    Changed and new rules and queue settings are sent, unchanged ones are not, and every
+    other key on the topic gets a tombstone; the history entry goes to
+    ``topic_rules_history``. All in one transaction, so a read_committed reader sees the
+    old set or the new one, never a mix (a budget without the rules it was set beside),
+    and never a set without its history entry. Returns (published keys, deleted keys, the
     history entry), or ([], [], None) when the topic already holds exactly ``ruleset``.
     """
     from kafka import KafkaProducer
@@ -188,19 +190,12 @@ def publish_rules(
     book = read_rules(settings, topic)
     on_topic = book.latest
     wanted = {rule.id: rule_to_json(rule) for rule in ruleset}
-    published = sorted(rid for rid, raw in wanted.items() if on_topic.get(rid) != raw)
+    wanted |= {queue_key(name): queue_to_json(name, q) for name, q in ruleset.queues.items()}
+    published = sorted(key for key, raw in wanted.items() if on_topic.get(key) != raw)
     deleted = sorted(set(on_topic) - set(wanted))
     if not published and not deleted:
         return [], [], None
-    entry = {
-        "version": ruleset.version,
-        "previous": book.ruleset.version,
-        "action": action,
-        "author": author,
-        "comment": comment,
-        "at": format_instant(now_ms()),
-        "rules": [orjson.loads(raw) for raw in wanted.values()],
-    }
+    entry = _history_entry(ruleset, book.ruleset.version, action, author, comment)
     try:
         producer = KafkaProducer(
             **settings.kafka_python_config(),
@@ -217,10 +212,10 @@ def publish_rules(
         producer.init_transactions()
         producer.begin_transaction()
         try:
-            for rid in published:
-                producer.send(topic, key=rid.encode(), value=wanted[rid])
-            for rid in deleted:
-                producer.send(topic, key=rid.encode(), value=None)
+            for key in published:
+                producer.send(topic, key=key.encode(), value=wanted[key])
+            for key in deleted:
+                producer.send(topic, key=key.encode(), value=None)
             producer.send(history, key=ruleset.version.encode(), value=orjson.dumps(entry))
             producer.commit_transaction()
         except KafkaError:
@@ -236,12 +231,35 @@ def publish_rules(
     return published, deleted, entry
 
 
+def _history_entry(
+    ruleset: RuleSet, previous: str, action: str, author: str, comment: str
+) -> dict[str, Any]:
+    """The history record of publishing ``ruleset``: its rules as on the topic and, when
+    it sets any, its queues as in a rules file, so that a rollback restores them too."""
+    entry: dict[str, Any] = {
+        "version": ruleset.version,
+        "previous": previous,
+        "action": action,
+        "author": author,
+        "comment": comment,
+        "at": format_instant(now_ms()),
+        "rules": [orjson.loads(rule_to_json(rule)) for rule in ruleset],
+    }
+    if ruleset.queues:
+        entry["queues"] = {
+            name: queue.model_dump(mode="json", exclude_defaults=True)
+            for name, queue in ruleset.queues.items()
+        }
+    return entry
+
+
 def read_history(settings: Settings, timeout_s: float = 10) -> list[dict[str, Any]]:
     """Every history entry, oldest first (read_committed: only published versions).
 
-    A record that is not a JSON object with a version and rules is skipped with a
-    warning: the history is for reading and rolling back, and one bad record must not
-    hide the others."""
+    An entry holds ``queues`` (as in a rules file) only when its version set some. A
+    record that is not a JSON object with a version and rules is skipped with a warning:
+    the history is for reading and rolling back, and one bad record must not hide the
+    others."""
     entries = []
     for record in _read_all(settings, settings.topic_rules_history, timeout_s):
         try:
@@ -249,7 +267,8 @@ def read_history(settings: Settings, timeout_s: float = 10) -> list[dict[str, An
         except orjson.JSONDecodeError:
             entry = None
         if not (isinstance(entry, dict) and isinstance(entry.get("version"), str)
-                and isinstance(entry.get("rules"), list)):  # fmt: skip
+                and isinstance(entry.get("rules"), list)
+                and isinstance(entry.get("queues", {}), dict)):  # fmt: skip
             log.warning("%s@%d: not a rules history entry; skipped", record.topic, record.offset)
             continue
         entry["offset"] = record.offset

@@ -12,8 +12,8 @@ import orjson
 import pytest
 from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 
-from schemas.rules import load_rules, rule_to_json
-from streams.kafka.rules_topic import apply_rules, read_rules
+from schemas.rules import load_rules, queue_to_json, rule_to_json
+from streams.kafka.rules_topic import apply_rules, publish_rules, read_history, read_rules
 from streams.settings import Settings
 
 pytestmark = pytest.mark.integration
@@ -29,6 +29,7 @@ rules:
   - {id: pricing, priority: 10, trigger: {dwell_seconds: 30}, message: {text: "Questions?"}}
   - {id: products, trigger: {pages_in_session: 3}, message: {text: "Found it?"}}
 """
+BUDGETED = "queues: {sales: {budget: {invitations: 20, per: minute}}}\n" + WITHOUT_EXIT
 
 
 def _rules_topic(new_topic: Callable[..., str]) -> str:
@@ -82,6 +83,45 @@ def test_a_rule_left_out_of_the_file_is_tombstoned_and_gone(
     book = read_rules(kafka_settings, topic)
     assert book.ruleset.version == load_rules(WITHOUT_EXIT).version
     assert book.ruleset.get("exit") is None
+
+
+def test_a_queue_budget_is_published_read_back_and_tombstoned_when_left_out(
+    kafka_settings: Settings, new_topic: Callable[..., str]
+) -> None:
+    topic = _rules_topic(new_topic)
+    apply_rules(kafka_settings, load_rules(WITHOUT_EXIT), topic)
+    budgeted = load_rules(BUDGETED)
+
+    published, deleted, entry = publish_rules(
+        kafka_settings, budgeted, author="test", comment="a budget for sales", topic=topic
+    )
+
+    assert (published, deleted) == (["queue:sales"], [])
+    assert _messages(kafka_settings, topic)[-1] == (
+        b"queue:sales",
+        queue_to_json("sales", budgeted.queues["sales"]),
+    )
+    book = read_rules(kafka_settings, topic)
+    assert book.ruleset == budgeted
+    assert book.ruleset.version == budgeted.version != load_rules(WITHOUT_EXIT).version
+    # The history entry is enough to restore the budget: it loads as the same rule set.
+    assert entry is not None
+    assert entry["queues"] == {"sales": {"budget": {"invitations": 20, "per": "minute"}}}
+    history = read_history(kafka_settings)
+    recorded = next(
+        e for e in history if (e["version"], e["at"]) == (entry["version"], entry["at"])
+    )
+    assert recorded == {**entry, "offset": recorded["offset"]}
+    again = load_rules(
+        orjson.dumps({"rules": recorded["rules"], "queues": recorded["queues"]}).decode()
+    )
+    assert again.version == budgeted.version
+
+    assert apply_rules(kafka_settings, load_rules(WITHOUT_EXIT), topic) == ([], ["queue:sales"])
+    assert _messages(kafka_settings, topic)[-1] == (b"queue:sales", None)
+    gone = read_rules(kafka_settings, topic).ruleset
+    assert gone.version == load_rules(WITHOUT_EXIT).version
+    assert dict(gone.queues) == {}
 
 
 def test_unchanged_rules_are_not_sent_again(
