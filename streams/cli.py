@@ -15,7 +15,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
-from typing import Any, Final, get_args
+from typing import TYPE_CHECKING, Any, Final, get_args
 
 from pydantic import SecretStr
 from pydantic.fields import FieldInfo
@@ -40,6 +40,9 @@ from streams.settings import (
     group_of,
     load_settings,
 )
+
+if TYPE_CHECKING:
+    from schemas.rules import RuleSet
 
 log = logging.getLogger("beckon")
 
@@ -173,7 +176,16 @@ def cmd_rules_validate(args: argparse.Namespace, settings: Settings) -> int:
     ruleset = load_rules_file(args.file)
     enabled = sum(rule.enabled for rule in ruleset)
     print(f"{args.file}: {len(ruleset)} rules ({enabled} enabled), version {ruleset.version}")
+    _print_budgets(ruleset)
     return 0
+
+
+def _print_budgets(ruleset: RuleSet) -> None:
+    """A line per queue with a budget: it holds back invitations of every rule it serves,
+    so whoever validates or applies a file should see it beside the rule count."""
+    budgets = {name: q.budget for name, q in ruleset.queues.items() if q.budget is not None}
+    for name, budget in budgets.items():
+        print(f"queue {name}: at most {budget.invitations} invitations per {budget.per}")
 
 
 def cmd_rules_apply(args: argparse.Namespace, settings: Settings) -> int:
@@ -194,6 +206,7 @@ def cmd_rules_apply(args: argparse.Namespace, settings: Settings) -> int:
     print(f"published: {', '.join(published) or '-'}")
     print(f"deleted: {', '.join(deleted) or '-'}")
     print(f"{settings.topic_rules}: {len(ruleset)} rules, version {ruleset.version}")
+    _print_budgets(ruleset)
     return 0
 
 

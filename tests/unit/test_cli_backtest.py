@@ -101,6 +101,14 @@ def test_rules_validate_reports_the_count_and_version(tmp_path: Path) -> None:
     assert "1 rules (1 enabled), version " in done.stdout
 
 
+def test_rules_validate_shows_each_queue_budget(tmp_path: Path) -> None:
+    rules = tmp_path / "rules.yaml"
+    rules.write_text("queues: {sales: {budget: {invitations: 20, per: minute}}}\n" + RULES)
+    done = _beckon("rules", "validate", str(rules))
+    assert done.returncode == 0, done.stderr
+    assert "queue sales: at most 20 invitations per minute" in done.stdout
+
+
 def test_a_file_in_time_order_streams_and_a_shuffled_one_gives_the_same_output(
     tmp_path: Path,
 ) -> None:
