@@ -28,6 +28,8 @@ const state = {
   session: null, // {user, role, csrf}
   inForce: null, // the answer of GET /api/rules
   draft: [], // the whole set to publish, as rule JSON objects, in the user's order
+  queues: {}, // the draft's queues' settings, as in a rules file: {sales: {budget: {…}}}
+  queueRows: null, // the queue names the queues table was built for
   base: null, // the version the draft was started from: publish's expected_version
   current: null, // index in draft of the rule in the editor, or null
   checked: null, // the last 200 of validate: {version, rules, yaml, rendered, words}
@@ -168,6 +170,8 @@ async function loadInForce(resetDraft) {
 
 function startDraft() {
   state.draft = clone(state.inForce.rules);
+  state.queues = clone(state.inForce.queues || {});
+  state.queueRows = null;
   state.base = state.inForce.version;
   state.current = null;
   state.checked = null;
@@ -218,6 +222,7 @@ function renderRulesTable() {
   });
   if (!rows.length) rows.push(emptyRow("No rules yet: make one with New rule.", 15));
   $("rules-table").querySelector("tbody").replaceChildren(...rows);
+  renderQueues();
   renderDraftStatus();
 }
 
@@ -280,6 +285,8 @@ function renderDraftStatus() {
   for (const rule of state.draft) { const s = draftStatus(rule); if (s) counts[s] += 1; }
   counts.deleted = state.inForce.rules.filter((r) => !drafted.has(r.id)).length;
   const changes = Object.entries(counts).filter(([, n]) => n).map(([k, n]) => `${n} ${k}`);
+  const budgets = queueNames().filter(queueChanged).length;
+  if (budgets) changes.push(`${budgets} budget${budgets === 1 ? "" : "s"} changed`);
   const validity = state.valid ? "" : " The draft is not valid: see the editor.";
   $("draft-status").textContent = (changes.length
     ? `Draft: ${changes.join(", ")}; started from version ${state.base}.`
@@ -320,6 +327,86 @@ function deleteRule(index) {
 function restoreRule(id) {
   state.draft.push(clone(inForceById().get(id)));
   renderRulesTable();
+  scheduleValidate();
+}
+
+// --- queues: each queue's budget -------------------------------------------------------------
+
+// The queues the draft's rules send to, and those the draft or the set in force sets.
+function queueNames() {
+  const names = new Set(state.draft.map((rule) => rule.queue ?? "default"));
+  for (const name of Object.keys(state.queues)) names.add(name);
+  for (const name of Object.keys(state.inForce.queues || {})) names.add(name);
+  return [...names].sort();
+}
+
+function queueChanged(name) {
+  return canonical(state.queues[name] || {}) !== canonical((state.inForce.queues || {})[name] || {});
+}
+
+// The rows are built again only when the queues change, never under the cursor.
+function renderQueues() {
+  const body = $("queues-table").querySelector("tbody");
+  const names = queueNames();
+  if (names.join("\n") !== state.queueRows) {
+    state.queueRows = names.join("\n");
+    const rows = names.map(queueRow);
+    if (!rows.length) rows.push(emptyRow("No queue: no rule sends invitations yet.", 3));
+    body.replaceChildren(...rows);
+  }
+  for (const tr of body.querySelectorAll("tr[data-queue]")) showQueue(tr);
+}
+
+// Errors come back on `queues.<name>.budget.invitations|per`.
+function queueRow(name) {
+  const tr = document.createElement("tr");
+  tr.dataset.queue = name;
+  const budget = (state.queues[name] || {}).budget;
+  const count = input("budget-invitations", budget ? String(budget.invitations) : "", "no budget");
+  count.type = "number";
+  count.min = "1";
+  count.step = "1";
+  count.dataset.path = `queues.${name}.budget.invitations`;
+  count.setAttribute("aria-label", `${name}: at most how many invitations`);
+  const per = document.createElement("select");
+  per.className = "budget-per";
+  per.dataset.path = `queues.${name}.budget.per`;
+  per.setAttribute("aria-label", `${name}: per minute or per hour`);
+  for (const p of ["minute", "hour"]) per.append(new Option(`invitations per ${p}`, p));
+  per.value = budget ? budget.per : "minute";
+  const edit = cell("", "budget-edit");
+  edit.append(count, per);
+  const head = document.createElement("th");
+  head.scope = "row";
+  head.className = "queue";
+  tr.append(head, edit, cell("", "queue-rules"));
+  return tr;
+}
+
+// "sales: at most 20 invitations per minute", as the server last read the draft.
+function showQueue(tr) {
+  const name = tr.dataset.queue;
+  const words = state.checked && state.checked.queue_words ? state.checked.queue_words[name] : null;
+  const head = tr.querySelector(".queue");
+  if (state.valid || !head.textContent) {
+    head.replaceChildren(span(`${name}: ${words || "…"}`, "budget-words"));
+    if (queueChanged(name)) head.append(badge("changed in the draft", "changed"));
+  }
+  const rules = state.draft.filter((rule) => (rule.queue ?? "default") === name).map((rule) => rule.id);
+  tr.querySelector(".queue-rules").textContent = rules.length ? rules.join(", ") : "no rule in the draft";
+}
+
+function budgetChanged(event) {
+  const tr = event.target.closest("tr[data-queue]");
+  if (!tr) return;
+  const name = tr.dataset.queue;
+  const queue = { ...(state.queues[name] || {}) };
+  const invitations = numberOf(tr.querySelector(".budget-invitations"));
+  if (invitations === undefined) delete queue.budget;
+  else queue.budget = { invitations, per: tr.querySelector(".budget-per").value };
+  if (Object.keys(queue).length) state.queues[name] = queue;
+  else delete state.queues[name];
+  renderDraftStatus();
   scheduleValidate();
 }
 
@@ -697,7 +784,7 @@ function formChanged() {
 function scheduleValidate() {
   clearTimeout(state.timer);
   $("yaml-state").textContent = "checking…";
-  state.timer = setTimeout(() => validate({ rules: state.draft }, false), VALIDATE_MS);
+  state.timer = setTimeout(() => validate({ rules: state.draft, queues: state.queues }, false), VALIDATE_MS);
 }
 
 function yamlChanged() {
@@ -723,6 +810,8 @@ function accepted(checked, fromYaml) {
     // The YAML is the whole draft: take its rules, and keep editing the same rule.
     const id = state.current === null ? null : state.draft[state.current].id;
     state.draft = clone(checked.rules);
+    state.queues = clone(checked.queues || {});
+    state.queueRows = null; // its budgets may have changed: fill the inputs again
     const at = state.draft.findIndex((r) => r.id === id);
     state.current = at >= 0 ? at : state.current !== null && state.current < state.draft.length ? state.current : null;
     showEditor();
@@ -737,6 +826,7 @@ function accepted(checked, fromYaml) {
   $("yaml-errors").replaceChildren();
   clearFieldErrors();
   $("form-errors").replaceChildren();
+  $("queues-errors").replaceChildren();
   renderRendered();
   renderRulesTable();
 }
@@ -754,13 +844,18 @@ function rejected(errors, fromYaml) {
 function showErrors(errors, fromYaml) {
   clearFieldErrors();
   const unmatched = [];
+  const queues = [];
   for (const error of errors) {
-    const target = !fromYaml && error.index !== null && error.index === state.current
-      ? fieldFor(error.path, state.draft[state.current]) : null;
+    const ofQueues = error.index === null && /^queues(\.|$)/.test(error.path);
+    const target = fromYaml ? null
+      : ofQueues ? queueField(error.path)
+      : error.index !== null && error.index === state.current
+        ? fieldFor(error.path, state.draft[state.current]) : null;
     if (target) markField(target, error.reason);
-    else unmatched.push(error);
+    else (ofQueues ? queues : unmatched).push(error);
   }
   $("form-errors").replaceChildren(...unmatched.map((e) => li(describeError(e))));
+  $("queues-errors").replaceChildren(...queues.map((e) => li(describeError(e))));
   $("yaml-errors").replaceChildren(...(fromYaml ? errors : []).map((e) => li(describeError(e))));
 }
 
@@ -785,6 +880,15 @@ function fieldFor(path, rule) {
   return null;
 }
 
+// `queues.sales.budget.per`, or the row's number for `queues.sales.budget` and `queues.sales`.
+function queueField(path) {
+  const table = $("queues-table");
+  const exact = [...table.querySelectorAll("[data-path]")].find((el) => el.dataset.path === path);
+  const row = [...table.querySelectorAll("tr[data-queue]")]
+    .find((tr) => path.startsWith(`queues.${tr.dataset.queue}.`) || path === `queues.${tr.dataset.queue}`);
+  return exact || (row ? row.querySelector(".budget-invitations") : null);
+}
+
 function markField(target, reason) {
   const note = document.createElement("span");
   note.className = "field-error";
@@ -803,8 +907,9 @@ function markField(target, reason) {
 }
 
 function clearFieldErrors() {
-  for (const el of $("editor").querySelectorAll(".field-error")) el.remove();
-  for (const el of $("editor").querySelectorAll(".invalid")) {
+  const marked = "#editor .field-error, #queues-table .field-error";
+  for (const el of document.querySelectorAll(marked)) el.remove();
+  for (const el of document.querySelectorAll("#editor .invalid, #queues-table .invalid")) {
     el.classList.remove("invalid");
     el.removeAttribute("aria-invalid");
   }
@@ -837,7 +942,7 @@ function renderRendered() {
 // --- preview -----------------------------------------------------------------------------
 
 async function runPreview() {
-  const request = { rules: state.draft };
+  const request = { rules: state.draft, queues: state.queues };
   let r;
   if ($("preview-source-file").checked) {
     const file = $("preview-file").files[0];
@@ -965,7 +1070,7 @@ async function publish() {
   if (!comment) { say("Write a comment first: what changes, and why.", true); $("publish-comment").focus(); return; }
   $("publish").disabled = true;
   try {
-    const r = await api("POST", "/api/rules/publish", { rules: state.draft, comment, expected_version: state.base });
+    const r = await api("POST", "/api/rules/publish", { rules: state.draft, queues: state.queues, comment, expected_version: state.base });
     if (r.status === 200) {
       const e = r.data;
       say(e.entry ? `Published version ${e.version}${e.published.length ? `; sent: ${e.published.join(", ")}` : ""}`
@@ -1019,7 +1124,8 @@ function historyItem(entry, newest) {
     head.append(button(`Roll back to ${entry.version}`, "small rollback", () => rollback(entry.version)));
   }
   const d = entry.diff;
-  const summary = [["added", d.added], ["removed", d.removed], ["changed", d.changed]]
+  const summary = [["added", d.added], ["removed", d.removed], ["changed", d.changed],
+    ["budget changed", d.queues || []]]
     .filter(([, ids]) => ids.length).map(([k, ids]) => `${k}: ${ids.join(", ")}`).join(" · ");
   const details = document.createElement("details");
   details.open = newest;
@@ -1157,6 +1263,8 @@ function wireEvents() {
   $("editor").addEventListener("input", formChanged);
   $("editor").addEventListener("change", formChanged);
   $("editor").addEventListener("submit", (e) => e.preventDefault());
+  $("queues-table").addEventListener("input", budgetChanged);
+  $("queues-table").addEventListener("change", budgetChanged);
   $("f-timeframe-on").addEventListener("change", toggleTimeframe);
   $("f-capacity-on").addEventListener("change", toggleCapacity);
   $("audience-add").addEventListener("click", () => {
