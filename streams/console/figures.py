@@ -1,16 +1,22 @@
 """The preview's answer, shaped from two backtest results: per rule id, what each rule
 set did (invitations, suppressed by reason, shadow decisions, visitors invited), the
-difference, and a sample of the draft's decisions with why each fired.
+difference, and a sample of the draft's decisions with why each fired. The queues'
+budgets are applied to the added-up figures (``hold_back``), once every visitor's
+invitations are known, as ``beckon backtest`` applies them.
 
 Pure: plain values in, JSON-able values out (docs/console.md, "Preview").
 """
 
 from __future__ import annotations
 
-from typing import Any
+from collections import Counter
+from collections.abc import Mapping
+from typing import Any, Final
 
-from schemas.rules import JourneyPattern, Rule
+from schemas.invitations import Suppression
+from schemas.rules import JourneyPattern, QueueBudget, Rule
 from streams.backtest import Result
+from streams.core.budget import refused
 from streams.core.rules import CompiledRules
 from streams.dashboard.board import why
 
@@ -37,6 +43,62 @@ def figures(result: Result) -> dict[str, dict[str, Any]]:
         counts["visitors"] = len(invited[rule_id])
         counts["suppressed"] = dict(sorted(counts["suppressed"].items()))
     return out
+
+
+# What the budgets need of an invitation, and what its hold-back changes.
+CANDIDATE: Final = ("invitation_id", "queue", "triggered_at", "priority", "rule_id", "visitor_id")
+
+
+def candidates(result: Result, budgets: Mapping[str, QueueBudget]) -> list[dict[str, Any]]:
+    """The invitations of the queues with a budget, for ``hold_back``."""
+    if not budgets:
+        return []
+    return [
+        {key: invitation[key] for key in CANDIDATE}
+        for invitation in result.invitations
+        if invitation["queue"] in budgets
+    ]
+
+
+def hold_back(
+    counts: dict[str, dict[str, Any]],
+    taken: dict[str, list[dict[str, Any]]],
+    found: list[dict[str, Any]],
+    budgets: Mapping[str, QueueBudget],
+) -> None:
+    """Apply the budgets, in place, to a set's added-up ``figures`` and ``samples`` and
+    every one of its ``candidates``: an invitation its queue's budget holds back is
+    suppressed ``budget`` instead, and its visitor no longer counts as invited unless
+    another invitation of the rule was sent to them (every invitation of a rule whose
+    queue has a budget is a candidate)."""
+    held = refused(found, budgets)
+    if not held:
+        return
+    invited: dict[str, set[str]] = {}
+    over: Counter[str] = Counter()
+    marked = set()
+    for candidate in found:
+        rule_id = candidate["rule_id"]
+        visitors = invited.setdefault(rule_id, set())
+        if candidate["invitation_id"] in held:
+            over[rule_id] += 1
+            marked.add((rule_id, candidate["visitor_id"], candidate["triggered_at"]))
+        else:
+            visitors.add(candidate["visitor_id"])
+    reason = Suppression.BUDGET.value
+    for rule_id, n in over.items():
+        row = counts[rule_id]
+        row["invitations"] -= n
+        row["visitors"] = len(invited[rule_id])
+        suppressed = {**row["suppressed"], reason: row["suppressed"].get(reason, 0) + n}
+        row["suppressed"] = dict(sorted(suppressed.items()))
+    for rule_id, decisions in taken.items():
+        for d in decisions:
+            if (
+                d["outcome"] == "invited"
+                and (rule_id, d["visitor_id"], d["triggered_at"]) in marked
+            ):
+                d["outcome"], d["reason"] = "suppressed", reason
 
 
 def _zero() -> dict[str, Any]:

@@ -14,7 +14,10 @@ of the visitors (the lines are inherited, not copied) and this process the other
 Each sorts its lines by time, then parses them one by one and feeds each event to both
 engines: parsed events are never held, only the journeys. A visitor's journey never
 looks at another's, so each half is exactly a backtest of its visitors, and the halves'
-figures add up. A ``capacity`` view (``streams.console.capacity``) is read by both
+figures add up. The queues' budgets are shared by every visitor, so they are applied
+last, to the added-up figures, from each half's invitations of the queues with a budget
+(``streams.console.figures.hold_back``), as ``beckon backtest`` applies them after a
+split run. A ``capacity`` view (``streams.console.capacity``) is read by both
 engines of both halves, as ``beckon backtest --capacity`` reads its file's.
 
 Errors (under ``schemas.errors.BeckonError``):
@@ -38,7 +41,7 @@ from schemas.errors import BeckonError, BrokerError, ProcessFailed
 from streams.backtest import Result, _Driver, _parse_line
 from streams.clock import now_ms
 from streams.console.capacity import PreviewCapacity, summary
-from streams.console.figures import add, figures, first, rows, samples
+from streams.console.figures import add, candidates, figures, first, hold_back, rows, samples
 from streams.core.capacity import CapacityView
 from streams.core.engine import Limits
 from streams.core.rules import CompiledRules
@@ -107,6 +110,7 @@ def run_preview(
             return share(shares[part], steps if part == 0 else None)
 
         parts = run_split(work, processes, name="preview", check=steps.check, failed=PreviewFailed)
+        mine, theirs, taken = _added(parts, draft, in_force, sample_size)
         answer = {
             "events": sum(part["events"] for part in parts),
             "visitors": sum(part["visitors"] for part in parts),
@@ -118,13 +122,7 @@ def run_preview(
             "draft": {"version": draft.version},
             "in_force": {"version": in_force.version},
             "capacity": summary(capacity, limits),
-            "rules": rows(
-                draft,
-                in_force,
-                add([part["draft"] for part in parts]),
-                add([part["in_force"] for part in parts]),
-                first([part["samples"] for part in parts], sample_size),
-            ),
+            "rules": rows(draft, in_force, mine, theirs, taken),
         }
         steps.finish()
         answer["seconds"] = round(time.perf_counter() - started, 2)
@@ -132,6 +130,21 @@ def run_preview(
     finally:
         if collecting:
             gc.enable()
+
+
+def _added(
+    parts: list[dict[str, Any]], draft: CompiledRules, in_force: CompiledRules, size: int
+) -> tuple[dict[str, Any], dict[str, Any], dict[str, list[dict[str, Any]]]]:
+    """The parts' figures of each set and the draft's samples, added up, then held back by
+    each set's budgets: a budget's rounds need every visitor's invitations."""
+    mine = add([part["draft"] for part in parts])
+    theirs = add([part["in_force"] for part in parts])
+    taken = first([part["samples"] for part in parts], size)
+    found = [c for part in parts for c in part["candidates"]["draft"]]
+    hold_back(mine, taken, found, draft.budgets)
+    found = [c for part in parts for c in part["candidates"]["in_force"]]
+    hold_back(theirs, {}, found, in_force.budgets)
+    return mine, theirs, taken
 
 
 class _Steps:
@@ -196,7 +209,7 @@ def _share(
                 feed_theirs(event)
                 seen(event.visitor_id)
                 events += 1
-    mine = ours.finish(events)
+    mine, others = ours.finish(events), theirs.finish(events)
     # Its first bad lines by line number, whatever the order it met them in.
     firsts = heapq.nsmallest(MAX_BAD_EXAMPLES, bad)
     quoted = Result()
@@ -208,8 +221,12 @@ def _share(
         "bad_lines": parsed.bad_lines,
         "bad_examples": [list(pair) for pair in zip(firsts, quoted.bad_examples, strict=True)],
         "draft": figures(mine),
-        "in_force": figures(theirs.finish(events)),
+        "in_force": figures(others),
         "samples": samples(mine, draft, size),
+        "candidates": {
+            "draft": candidates(mine, draft.budgets),
+            "in_force": candidates(others, in_force.budgets),
+        },
     }
 
 

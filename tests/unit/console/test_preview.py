@@ -13,7 +13,7 @@ import pytest
 
 from bench.clickstream import RULES_YAML, generate
 from schemas.instants import format_instant, parse_instant
-from schemas.rules import load_rules
+from schemas.rules import Queue, QueueBudget, load_rules
 from streams.backtest import Result, read_events, run
 from streams.console import preview as preview_module
 from streams.console.figures import trigger_words
@@ -174,6 +174,58 @@ def test_preview_equals_backtest_of_each_set(processes: int) -> None:
             }
         assert sum(row[name]["invitations"] for row in answer["rules"]) == len(backtest.invitations)
     assert sum(row["difference"]["invitations"] != 0 for row in answer["rules"]) >= 1
+
+
+def test_preview_holds_back_what_the_queues_budget_refuses(processes: int) -> None:
+    # The draft invites v1, v2 and v3 in the same second; its queue takes two a minute.
+    budgeted = DRAFT + "queues:\n  default:\n    budget: {invitations: 2, per: minute}\n"
+    answer = run_preview(
+        LINES, rules(budgeted), rules(IN_FORCE), Limits(), sample_size=3, processes=processes
+    )
+
+    pricing = by_id(answer)["pricing"]
+    assert pricing["draft"] == {
+        "invitations": 2, "suppressed": {"budget": 1, "per_session": 1}, "shadow": 0,
+        "visitors": 2,
+    }  # fmt: skip
+    assert pricing["difference"] == {"invitations": 1, "visitors": 1}
+    assert sorted((d["outcome"], d["reason"]) for d in pricing["sample"]) == [
+        ("invited", None), ("invited", None), ("suppressed", "budget"),
+    ]  # fmt: skip
+    # A budget suppression still counts as sent: v1's second page is still within min_gap.
+    assert by_id(answer)["welcome"]["draft"]["suppressed"] == {"min_gap": 1}
+
+
+@pytest.mark.parametrize("processes", [1, 2])
+def test_preview_with_budgets_equals_backtest_of_each_set(processes: int) -> None:
+    lines = list(generate(20_000, 1_000, seed=3))
+    plain = load_rules(RULES_YAML)
+    draft = plain.with_queue("sales", Queue(budget=QueueBudget(invitations=2, per="hour")))
+    draft = draft.with_queue("marketing", Queue(budget=QueueBudget(invitations=1, per="minute")))
+    in_force = plain.with_queue("default", Queue(budget=QueueBudget(invitations=1, per="hour")))
+
+    answer = run_preview(
+        lines, CompiledRules.of(draft), CompiledRules.of(in_force), Limits(), processes=processes
+    )
+
+    held = []
+    for name, ruleset in (("draft", draft), ("in_force", in_force)):
+        result = Result()
+        backtest = run(read_events(lines, result), CompiledRules.of(ruleset), Limits(), result)
+        invited = [d for d in backtest.decisions if d["outcome"] == "invited"]
+        suppressed = Counter(
+            (d["rule_id"], d["reason"]) for d in backtest.decisions if d["outcome"] == "suppressed"
+        )
+        held.append(sum(n for (_, reason), n in suppressed.items() if reason == "budget"))
+        for row in answer["rules"]:
+            figures, rule_id = row[name], row["rule_id"]
+            assert figures["invitations"] == sum(d["rule_id"] == rule_id for d in invited)
+            assert figures["visitors"] == len({d["visitor_id"] for d in invited
+                                               if d["rule_id"] == rule_id})  # fmt: skip
+            assert figures["suppressed"] == {
+                reason: n for (rid, reason), n in suppressed.items() if rid == rule_id
+            }
+    assert all(held), held  # the budgets held some back, in both sets
 
 
 def test_preview_counts_shadow_decisions_apart() -> None:
