@@ -37,7 +37,9 @@ from streams.kafka.publisher import Publisher
 from streams.kafka.topics import ensure_topics
 from streams.settings import Settings, load_settings
 
-_TOPICS = ("clickstream", "invitations", "decisions", "rules", "dlq", "dwell_updates", "dwell")
+_TOPICS = (
+    "clickstream", "invitations", "decisions", "rules", "dlq", "dwell_updates", "dwell", "budget"
+)  # fmt: skip
 
 
 def _expected(lines: list[bytes]) -> set[tuple[str, str]]:

@@ -44,6 +44,7 @@ METRIC_NAMES: Final = frozenset({
     "beckon_rebalances_total", "beckon_replayed_events_total", "beckon_journeys",
     "beckon_event_time_outliers_total",
     "beckon_batch_seconds", "beckon_capacity_records_total", "beckon_capacity_held",
+    "beckon_budget_late_total", "beckon_budget_waiting",
     "beckon_collector_requests_total", "beckon_collector_events_total",
     "beckon_collector_request_seconds",
     "beckon_delivery_invitations_total", "beckon_delivery_streams",

@@ -117,6 +117,10 @@ class Settings(BaseSettings):
     topic_capacity: Topics[str] = Field(
         "beckon.capacity", description="chat queues' capacity, keyed by queue (compacted)"
     )
+    topic_budget: Topics[str] = Field(
+        "beckon.budget",
+        description="invitations of queues with a budget, and the partitions' clocks (internal)",
+    )
     partitions: Topics[int] = Field(8, ge=1, le=10_000, description="partitions of new topics")
     replication_factor: Topics[int] = Field(1, ge=1, le=32, description="replication of new topics")
 
@@ -180,6 +184,15 @@ class Settings(BaseSettings):
         gt=0,
         description="events further ahead of their partition's clock are "
         "counted as clock_ahead (they never move it)",
+    )
+    budget_slack_s: Worker[float] = Field(
+        2.0,
+        ge=0,
+        description="a budget round is decided once every partition's clock passed its end "
+        "by the grace and this (docs/contract.md, Budgets)",
+    )
+    budget_watermark_s: Worker[float] = Field(
+        0.5, gt=0, description="how often the partitions' clocks are published to the budgets"
     )
     processing_guarantee: Worker[Literal["at_least_once", "exactly_once"]] = Field(
         "at_least_once", description="at_least_once, or exactly_once (see docs/worker.md)"

@@ -91,6 +91,7 @@ class Budgets:
     pending: dict[str, Candidate] = field(default_factory=dict)
     decided: dict[str, int] = field(default_factory=dict)  # id -> at, to drop copies
     late: int = 0  # candidates decided after their round (counted for operators)
+    forgotten: list[str] = field(default_factory=list)  # decided ids let go since drained
 
     def offer(
         self, candidate: Candidate, budgets: Mapping[str, QueueBudget]
@@ -145,7 +146,12 @@ class Budgets:
             if decided[first] >= before:
                 break
             del decided[first]
+            self.forgotten.append(first)
 
+    def drain_forgotten(self) -> list[str]:
+        """The decided ids let go since the last call (the worker deletes their keys)."""
+        gone, self.forgotten = self.forgotten, []
+        return gone
 
 
 def refused(

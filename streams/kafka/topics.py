@@ -48,6 +48,9 @@ def contract_topics(settings: Settings) -> list[TopicSpec]:
         TopicSpec(settings.topic_dlq, n, {"retention.ms": str(30 * 24 * 3600 * 1000)}),
         # Partial dwell aggregates from each batch, keyed by page and window; short-lived.
         TopicSpec(settings.topic_dwell_updates, n, {"retention.ms": str(24 * 3600 * 1000)}),
+        # Invitations of queues with a budget, keyed by queue, and the clickstream
+        # partitions' watermarks: decided within seconds, kept a day for a takeover.
+        TopicSpec(settings.topic_budget, n, {"retention.ms": str(24 * 3600 * 1000)}),
         # The merged aggregate of each page and window: compaction keeps the latest.
         TopicSpec(settings.topic_dwell, n, {"cleanup.policy": "compact"}),
         # Each queue's capacity, keyed by queue. Compaction keeps the latest per queue, but

@@ -83,6 +83,16 @@ class WorkerMetrics:
                                  ["rule", "outcome", "reason"], registry=r)  # fmt: skip
         self.invitations = Counter("beckon_invitations_total", "Invitations written",
                                    ["rule"], registry=r)  # fmt: skip
+        self.budget_late = Counter(
+            "beckon_budget_late_total",
+            "Invitations of a queue with a budget decided after their round (docs/contract.md)",
+            registry=r,
+        )
+        self.budget_waiting = Gauge(
+            "beckon_budget_waiting",
+            "Invitations of queues with a budget waiting for their round, in this worker",
+            registry=r,
+        )
         self.responses = Counter(
             "beckon_responses_total",
             "Widget answers to invitations (shown, accepted, declined, dismissed), each once",

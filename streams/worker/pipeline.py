@@ -40,6 +40,7 @@ from streams.core.dwell import Key, PageWindow, encode_key, fold
 from streams.core.engine import Step, advance, horizon, tick
 from streams.core.rules import CompiledRules
 from streams.settings import Settings
+from streams.worker.budgets import candidate_record, watermark_records
 from streams.worker.faust_adapter import (
     OFFSET_KEY,
     committed_offsets,
@@ -108,6 +109,7 @@ class Pipeline:
                 settings.topic_decisions,
                 settings.topic_dlq,
                 settings.topic_dwell_updates,
+                settings.topic_budget,
             )
         }
         # use_partitioner: the changelog partition is the key's own (murmur2 of the visitor
@@ -123,6 +125,7 @@ class Pipeline:
         app.timer(TIMER_EVERY_S, name="beckon-timers")(self.fire_timers)
         app.timer(CONFIRM_EVERY_S, name="beckon-caught-up")(self.confirm_caught_up)
         app.timer(SWEEP_EVERY_S, name="beckon-sweep")(self.sweep_journeys)
+        app.timer(settings.budget_watermark_s, name="beckon-watermarks")(self.publish_watermarks)
         self.swept = 0  # partitions swept so far: the next round takes the next one
         self.journeys.on_recover(self.rebuild_wakeups)
 
@@ -180,7 +183,7 @@ class Pipeline:
             )
             journeys[vkey] = Held(journey, [partition, message.offset])
             wakeups[vkey] = step.wakeup
-            outputs += self._outputs(vkey, step, tally)
+            outputs += self._outputs(vkey, step, tally, rules)
             fold(step.pages, pages)
         for held in journeys.values():  # the clocks after the batch: later, never earlier
             assert held.read_to is not None
@@ -301,12 +304,46 @@ class Pipeline:
             records.append((topic, raw_key, value, None, page_partition(raw_key, n)))
         return records
 
-    async def _fire_due(self) -> None:
+    async def publish_watermarks(self) -> None:
+        """Tell the budget stage (``streams.worker.budgets``) how far each owned clickstream
+        partition has got: its clock less the grace and the slack. The instants due by
+        then are fired first, and their candidates acknowledged, so a watermark never
+        passes an on-time candidate still to come from its partition. Nothing is sent
+        while no queue has a budget."""
+        if not self.rules().budgets:
+            return
+        async with self.lock:
+            wall = self.wall_ms()
+            await self._fire_due(wall)
+            back = round((self.settings.grace_s + self.settings.budget_slack_s) * 1000)
+            owned = self._owned()
+            marks: dict[int, int] = {}
+            for partition, clock in self.timers.clocks.items():
+                if partition not in owned:  # revoked: its new owner speaks for it
+                    continue
+                now = clock.now(wall)
+                if now is None and clock.caught_up_since is not None:
+                    now = wall  # read to the end and never a record: at the wall clock
+                if now is not None:
+                    marks[partition] = now - back
+            n, topic = self.settings.partitions, self.settings.topic_budget
+            await self._emit(list(watermark_records(topic, marks, n)))
+
+    def _owned(self) -> set[int]:
+        """The clickstream partitions assigned to this worker now."""
+        topic = self.settings.topic_clickstream
+        try:
+            return {tp.partition for tp in self.app.consumer.assignment() if tp.topic == topic}
+        except Exception:  # not started, or stopping
+            return set()
+
+    async def _fire_due(self, wall: int | None = None) -> None:
         journeys: dict[bytes, Held] = {}
         outputs: list[Output] = []
         wakeups: dict[bytes, int | None] = {}
         tally = Tally()
-        self._collect_due(self.wall_ms(), self.rules(), journeys, outputs, wakeups, tally)
+        wall = self.wall_ms() if wall is None else wall
+        self._collect_due(wall, self.rules(), journeys, outputs, wakeups, tally)
         if journeys:
             await self._emit(outputs)
             self.metrics.record(tally, self.wall_ms(), {})
@@ -333,7 +370,7 @@ class Pipeline:
             step = tick(held.journey, limit, rules, self.limits, self.capacity)
             journeys[vkey] = held
             wakeups[vkey] = step.wakeup
-            outputs += self._outputs(vkey, step, tally)
+            outputs += self._outputs(vkey, step, tally, rules)
 
     async def rebuild_wakeups(self) -> None:
         """After recovery or a rebalance: plan timers from the journeys this worker owns."""
@@ -366,15 +403,27 @@ class Pipeline:
         for vkey, held in journeys.items():
             self.timers.schedule(vkey, partition_of(vkey, n), held, wakeups.get(vkey))
 
-    def _outputs(self, vkey: bytes, step: Step, tally: Tally) -> list[Output]:
-        if step.decisions:  # most events decide nothing
-            tally.outputs(step.decisions, step.invitations)
+    def _outputs(self, vkey: bytes, step: Step, tally: Tally, rules: CompiledRules) -> list[Output]:
         if step.answers:
             tally.answered(step.answers)
+        if not step.decisions:  # most events decide nothing
+            return []
+        decisions, invitations = step.decisions, step.invitations
         out: list[Output] = []
-        for decision in step.decisions:
+        if rules.budgets and any(i["queue"] in rules.budgets for i in invitations):
+            # Its queue's budget decides it (streams.worker.budgets), with its decision.
+            held = {i["invitation_id"]: i for i in invitations if i["queue"] in rules.budgets}
+            topic, n = self.settings.topic_budget, self.settings.partitions
+            for decision in decisions:
+                invitation = held.get(decision["invitation_id"])
+                if invitation is not None and decision["outcome"] == "invited":
+                    out.append(candidate_record(topic, decision, invitation, n))
+            decisions = [d for d in decisions if d["invitation_id"] not in held]
+            invitations = [i for i in invitations if i["invitation_id"] not in held]
+        tally.outputs(decisions, invitations)
+        for decision in decisions:
             out.append((self.settings.topic_decisions, vkey, orjson.dumps(decision), None, None))
-        for invitation in step.invitations:
+        for invitation in invitations:
             out.append(
                 (self.settings.topic_invitations, vkey, orjson.dumps(invitation), None, None)
             )
@@ -404,6 +453,7 @@ def build(
     from streams.kafka.rules_topic import RulesInForce
     from streams.worker.aggregates import DwellAggregator
     from streams.worker.app import create_app
+    from streams.worker.budgets import BudgetStage
 
     if settings.processing_guarantee == "exactly_once":
         log.warning(
@@ -415,14 +465,17 @@ def build(
     pipeline = Pipeline(app, settings, rules, capacity=None if capacity is None else capacity())
     pipeline.metrics.serve(app, settings.topic_clickstream)
     dwell = DwellAggregator(app, settings)
+    budgets = BudgetStage(app, settings, pipeline.rules, pipeline.metrics)
     if settings.processing_guarantee == "exactly_once":
         # Faust's transactions follow the event an agent is processing.
         app.agent(pipeline.clickstream, name="beckon-process")(pipeline.process)
         app.agent(dwell.updates, name="beckon-dwell")(dwell.process)
+        app.agent(budgets.topic, name="beckon-budgets")(budgets.process)
     else:
         intake = Intake(app, batch_max=settings.batch_max)
         intake.add(pipeline.clickstream, pipeline.take)
         intake.add(dwell.updates, dwell.take)
+        intake.add(budgets.topic, budgets.take)
         app.task(intake.run)
     if isinstance(rules, RulesInForce):
 

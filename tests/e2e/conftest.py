@@ -83,6 +83,7 @@ def _fresh_settings(kafka_settings: Settings, tmp_path: Path) -> Settings:
             "topic_dwell_updates": f"e2e.{run_id}.dwell.updates",
             "topic_dwell": f"e2e.{run_id}.dwell",
             "topic_capacity": f"e2e.{run_id}.capacity",
+            "topic_budget": f"e2e.{run_id}.budget",
             "partitions": 2,
             "data_dir": tmp_path / "worker",
             "grace_s": GRACE_S,
@@ -101,7 +102,8 @@ def _env(settings: Settings) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("BECKON_")}
     for name in ("bootstrap", "app_id", "topic_clickstream", "topic_invitations",
                  "topic_decisions", "topic_rules", "topic_rules_history", "topic_dlq",
-                 "topic_dwell_updates", "topic_dwell", "topic_capacity", "partitions",
+                 "topic_dwell_updates", "topic_dwell", "topic_capacity", "topic_budget",
+                 "partitions",
                  "data_dir", "grace_s",
                  "collector_port", "delivery_port", "dashboard_port",
                  "delivery_group"):  # fmt: skip

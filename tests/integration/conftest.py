@@ -36,6 +36,7 @@ def live(kafka_settings: Settings, tmp_path: Path) -> Iterator[tuple[Settings, d
             "topic_dwell_updates": f"live.{run_id}.dwell.updates",
             "topic_dwell": f"live.{run_id}.dwell",
             "topic_capacity": f"live.{run_id}.capacity",
+            "topic_budget": f"live.{run_id}.budget",
             "partitions": 4,
             "data_dir": tmp_path / "worker",
             "grace_s": 1.0,
@@ -45,7 +46,8 @@ def live(kafka_settings: Settings, tmp_path: Path) -> Iterator[tuple[Settings, d
     env = {k: v for k, v in os.environ.items() if not k.startswith("BECKON_")}
     for name in ("bootstrap", "app_id", "topic_clickstream", "topic_invitations",
                  "topic_decisions", "topic_rules", "topic_rules_history", "topic_dlq",
-                 "topic_dwell_updates", "topic_dwell", "topic_capacity", "partitions",
+                 "topic_dwell_updates", "topic_dwell", "topic_capacity", "topic_budget",
+                 "partitions",
                  "data_dir", "grace_s"):  # fmt: skip
         env[f"BECKON_{name.upper()}"] = str(getattr(settings, name))
     yield settings, env

@@ -209,7 +209,8 @@ def test_unknown_outcome_is_named() -> None:
 
 def test_the_reasons_are_listed_once_and_written_as_their_values() -> None:
     assert SUPPRESSION_REASONS == ("holdout", "per_session", "per_day", "min_gap",
-                                   "after_decline", "lower_priority", "no_capacity", "budget")  # fmt: skip
+                                   "after_decline", "lower_priority", "no_capacity",
+                                   "budget")  # fmt: skip
     assert DLQ_REASONS == ("empty", "too_large", "invalid", "key_mismatch")
     assert all(type(reason) is str for reason in SUPPRESSION_REASONS + DLQ_REASONS)
     # An engine's decision dict holds the member; what is written is the value.
