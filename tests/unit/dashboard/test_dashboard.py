@@ -72,6 +72,20 @@ def test_funnel_counts_what_a_shadow_rule_would_have_done() -> None:
     assert (totals["shadow"], totals["invited"]) == (3, 1)
 
 
+def test_funnel_counts_what_a_queues_budget_held_back() -> None:
+    board = Board(HOUR)
+    board.decision(T0, _decision("quote", 0))
+    board.decision(T0, _decision("quote", 1, "suppressed", "budget"))
+    board.decision(T0, _decision("quote", 2, "suppressed", "budget"))
+    board.decision(T0, _decision("pricing", 3, "suppressed", "budget"))
+    board.decision(T0, _decision("pricing", 4, "suppressed", "no_capacity"))
+
+    quote = _row(board, "quote")
+    assert (quote["matched"], quote["invited"], quote["suppressed"]) == (3, 1, {"budget": 2})
+    assert _row(board, "pricing")["suppressed"] == {"budget": 1, "no_capacity": 1}
+    assert board.summary(T0)["totals"]["suppressed"] == {"budget": 3, "no_capacity": 1}
+
+
 def test_responses_count_once_per_invitation_and_any_response_means_shown() -> None:
     board = Board(HOUR)
     for n in range(4):
