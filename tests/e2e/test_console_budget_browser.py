@@ -1,6 +1,7 @@
 """The console in headless Chromium and queue budgets: the Queues section lists the queue
 the rules send to, writes a budget typed there into the draft (and says it in words),
-and shows the server's reason beside the field when the budget is refused."""
+and shows the server's reason beside the field when the budget is refused; published,
+the budget is in force."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ from typing import Any
 import pytest
 
 from schemas.rules import load_rules
+from streams.kafka.rules_topic import read_rules
 from tests.e2e.conftest import RULES, ConsoleSystem
 from tests.e2e.test_console_capacity_browser import _signed_in, _type
 
@@ -45,3 +47,15 @@ def test_the_queues_section_shows_and_edits_a_budget(
     _type(browser.find_element(By.CSS_SELECTOR, f"{row} .budget-invitations"), "0")
     error = (By.CSS_SELECTOR, f'{row} .field-error[data-for="queues.sales.budget.invitations"]')
     wait.until(ec.text_to_be_present_in_element(error, "must be at least 1, got 0"))
+
+    # Published, the budget is in force: on the rules topic, and no longer a draft change.
+    _type(browser.find_element(By.CSS_SELECTOR, f"{row} .budget-invitations"), "20")
+    wait.until(
+        lambda d: d.find_element(*state).get_attribute("textContent") == f"version {version}"
+    )
+    _type(browser.find_element(By.ID, "publish-comment"), "sales: 20 an hour at most")
+    browser.find_element(By.ID, "publish").click()
+    wait.until(ec.text_to_be_present_in_element((By.ID, "publish-status"), f"version {version}"))
+    wait.until(lambda d: "changed in the draft" not in d.find_element(By.CSS_SELECTOR, row).text)
+    in_force = read_rules(console_system.settings).ruleset
+    assert (in_force.version, dict(in_force.queues)) == (version, dict(drafted.queues))
