@@ -123,6 +123,33 @@ def test_a_split_backtest_with_capacity_equals_one_process(
     assert run(2) == one
 
 
+@pytest.mark.parametrize("order", ["in-time-order", "shuffled"])
+def test_a_split_backtest_with_budgets_equals_one_process(
+    order: str, recorded: list[bytes], tmp_path: Path
+) -> None:
+    """Budgets are decided over every visitor's invitations, after the parts add up."""
+    budgeted = "queues: {sales: {budget: {invitations: 2, per: hour}}}\n" + RULES_YAML
+    rules = CompiledRules.of(load_rules(budgeted))
+    lines = list(recorded)
+    if order == "shuffled":
+        random.Random(9).shuffle(lines)
+    path = _write(tmp_path / "events.jsonl", lines, seed=5)
+
+    def run(processes: int) -> Result:
+        return backtest_file(path, rules, Limits(), show_progress=False, processes=processes)
+
+    one, unbudgeted = run(1), _run(path, 1)
+    held = [d for d in one.decisions if d["reason"] == "budget"]
+    assert len(held) > 10
+    # exactly the invitations the budget held back are gone, their decisions suppressed
+    assert len(one.invitations) == len(unbudgeted.invitations) - len(held)
+    assert {d["invitation_id"] for d in held} <= {
+        i["invitation_id"] for i in unbudgeted.invitations if i["queue"] == "sales"
+    }
+    assert run(2) == one
+    assert _output(run(3)) == _output(one)
+
+
 def _view(n: int, ts: int, visitor: str, presence_s: int | None = None) -> bytes:
     event = {"event_id": f"{visitor}-{n}", "type": "page_view", "visitor_id": visitor,
              "site_id": "s", "ts": ts, "url": "https://shop.example/pricing"}  # fmt: skip
