@@ -33,7 +33,11 @@ from schemas.rules import QueueBudget
 
 ROUND_MS: Final = 1000
 END: Final = 2**62  # decide every round
-RETAIN_MS: Final = 3_600_000  # decided ids kept this long (event time) to drop copies
+# Decided ids are kept to drop copies: those of the last hour of event time, and at
+# least the last KEEP of them, since a fast replay can decide hours of event time
+# between two commits of the worker's offsets.
+RETAIN_MS: Final = 3_600_000
+KEEP: Final = 10_000
 
 
 @dataclass(frozen=True, slots=True)
@@ -139,9 +143,10 @@ class Budgets:
         return candidate, bucket.take(budget, t)
 
     def _forget(self, before: int) -> None:
-        """Drop decided ids older than ``before`` (in decision order: the oldest first)."""
+        """Drop decided ids older than ``before`` (in decision order: the oldest first),
+        keeping at least ``KEEP``."""
         decided = self.decided
-        while decided:
+        while len(decided) > KEEP:
             first = next(iter(decided))
             if decided[first] >= before:
                 break

@@ -89,6 +89,12 @@ class PartitionClock:
             return max(at, self.head() or at) + (wall - since)
         return at
 
+    def idle(self, wall: int) -> bool:
+        """Confirmed read to the end, and idle for ``idle_ms`` since, at ``wall``: what
+        comes next is new records (live ones, at the wall clock) or none."""
+        since = self.caught_up_since
+        return since is not None and wall - since >= self.idle_ms
+
     def caught_up(self, wall: int) -> None:
         """Kafka confirmed at ``wall`` that every record of the partition has been read."""
         if self.at is None and self.resume:

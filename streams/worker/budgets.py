@@ -68,9 +68,10 @@ def candidate_record(
 
 
 def watermark_records(
-    topic: str, marks: dict[int, int], partitions: int
+    topic: str, marks: dict[int, int | None], partitions: int
 ) -> list[tuple[str, bytes, bytes, None, int]]:
-    """Each owned clickstream partition's watermark, to every budget partition."""
+    """Each owned clickstream partition's watermark, to every budget partition; None for
+    a partition read to its end that never had a record."""
     values = [orjson.dumps({"partition": p, "watermark": w}) for p, w in sorted(marks.items())]
     return [(topic, b"", value, None, q) for q in range(partitions) for value in values]
 
@@ -81,12 +82,22 @@ class _Partition:
 
     budgets: Budgets = field(default_factory=Budgets)
     marks: dict[int, int] = field(default_factory=dict)  # clickstream partition -> watermark
+    empty: set[int] = field(default_factory=set)  # partitions without a record so far
+
+    def until(self, partitions: int) -> int | None:
+        """The lowest watermark, once every clickstream partition has one or is empty."""
+        marks = self.marks
+        if not marks or any(p not in marks and p not in self.empty for p in range(partitions)):
+            return None
+        return min(marks.values())
+
     records: dict[str, bytes] = field(default_factory=dict)  # waiting id -> its record
 
     def small(self) -> bytes:
         b = self.budgets
         return orjson.dumps({
             "marks": {str(p): w for p, w in self.marks.items()},
+            "empty": sorted(self.empty),
             "buckets": {q: [k.level, k.at] for q, k in b.buckets.items()},
             "decided_to": b.decided_to,
             "late": b.late,
@@ -99,6 +110,7 @@ class _Partition:
             if key == STATE_KEY:
                 small = orjson.loads(value)
                 state.marks = {int(p): w for p, w in small["marks"].items()}
+                state.empty = set(small.get("empty", ()))
                 state.budgets.buckets = {q: Bucket(*v) for q, v in small["buckets"].items()}
                 state.budgets.decided_to = small["decided_to"]
                 state.budgets.late = small["late"]
@@ -164,9 +176,10 @@ class BudgetStage:
                 state = self.held[q] = self._load(q)
             try:
                 value = orjson.loads(raw)
-                mark = value.get("watermark")
-                candidate = None if mark is not None else Candidate.of(value["invitation"])
-                source = None if mark is None else int(value["partition"])
+                is_mark = "watermark" in value
+                mark = value["watermark"] if is_mark else None
+                candidate = None if is_mark else Candidate.of(value["invitation"])
+                source = int(value["partition"]) if is_mark else None
             except (ValueError, KeyError, TypeError, AttributeError) as exc:
                 # An internal topic: only workers write it. Say so loudly, go on.
                 where = f"{record.topic}[{record.partition}]@{record.offset}"
@@ -175,9 +188,12 @@ class BudgetStage:
             touched.add(q)
             if candidate is None:
                 assert source is not None
-                state.marks[source] = max(int(mark), state.marks.get(source, int(mark)))
-                if all(p in state.marks for p in range(n)):
-                    until = min(state.marks[p] for p in range(n))
+                if mark is None:  # no record yet: holds nothing back, nor a mark it had
+                    state.empty.add(source)
+                else:
+                    state.marks[source] = max(int(mark), state.marks.get(source, int(mark)))
+                until = state.until(n)
+                if until is not None:
                     for decided, granted in state.budgets.release(until, budgets):
                         made.append((q, decided, granted, state.records.pop(decided.id)))
                 continue

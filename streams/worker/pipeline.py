@@ -281,7 +281,7 @@ class Pipeline:
                     if key != OFFSET_KEY and now - decode(value).anchor > limit]  # fmt: skip
             for key in gone:
                 await self.sink.put(self.journeys, partition, key, None)
-                self.timers.scheduled.pop(key, None)
+                self.timers.forget(key)
             await self.sink.flush()
         if gone:
             self.metrics.journeys.dec(len(gone))
@@ -306,10 +306,11 @@ class Pipeline:
 
     async def publish_watermarks(self) -> None:
         """Tell the budget stage (``streams.worker.budgets``) how far each owned clickstream
-        partition has got: its clock less the grace and the slack. The instants due by
-        then are fired first, and their candidates acknowledged, so a watermark never
-        passes an on-time candidate still to come from its partition. Nothing is sent
-        while no queue has a budget."""
+        partition has got: its clock less the grace and the slack, or the earliest instant
+        still planned on it if that is earlier. The instants due by then are fired first,
+        and their candidates acknowledged, so a watermark never passes a candidate still
+        to come from its partition, but for an event later than the grace and the slack
+        (docs/contract.md, "Budgets"). Nothing is sent while no queue has a budget."""
         if not self.rules().budgets:
             return
         async with self.lock:
@@ -317,15 +318,24 @@ class Pipeline:
             await self._fire_due(wall)
             back = round((self.settings.grace_s + self.settings.budget_slack_s) * 1000)
             owned = self._owned()
-            marks: dict[int, int] = {}
+            marks: dict[int, int | None] = {}
             for partition, clock in self.timers.clocks.items():
                 if partition not in owned:  # revoked: its new owner speaks for it
                     continue
                 now = clock.now(wall)
-                if now is None and clock.caught_up_since is not None:
-                    now = wall  # read to the end and never a record: at the wall clock
-                if now is not None:
-                    marks[partition] = now - back
+                if now is None:
+                    if clock.caught_up_since is not None:
+                        marks[partition] = None  # read to the end, never a record: empty
+                    continue
+                if clock.idle(wall):
+                    # A replay that ended (docs/event-time.md): only its planned instants,
+                    # and new records at the wall clock, can follow.
+                    now = max(now, wall)
+                # An instant planned before now can still be behind the clock: a fast
+                # replay's visitors are timed from the clock after their batch, hours
+                # of event time on. No candidate of the partition can come before it.
+                earliest = self.timers.earliest(partition)
+                marks[partition] = now - back if earliest is None else min(now - back, earliest)
             n, topic = self.settings.partitions, self.settings.topic_budget
             await self._emit(list(watermark_records(topic, marks, n)))
 

@@ -25,6 +25,10 @@ class Timers:
     clocks: dict[int, PartitionClock] = field(default_factory=dict)
     heaps: dict[int, list[tuple[int, bytes]]] = field(default_factory=dict)
     scheduled: dict[bytes, int] = field(default_factory=dict)  # visitor -> clock value due
+    # visitor -> its planned instant (its own time), and per partition a heap of them:
+    # the earliest a budget candidate of the partition's planned instants can be
+    instants: dict[bytes, int] = field(default_factory=dict)
+    planned: dict[int, list[tuple[int, bytes]]] = field(default_factory=dict)
     read_to: dict[int, int] = field(default_factory=dict)  # partition -> next offset to handle
     # while resuming: partition -> (offset, visitor, latest event time) of the last read
     resuming: dict[int, list[tuple[int, bytes, int]]] = field(default_factory=dict)
@@ -62,11 +66,27 @@ class Timers:
         """Plan ``instant`` of the visitor (None: nothing planned)."""
         if instant is None:
             self.scheduled.pop(vkey, None)
+            self.instants.pop(vkey, None)
             return
         at = due(held.anchor, held.journey.clock, instant, self.grace_ms)
         if self.scheduled.get(vkey) != at:
             self.scheduled[vkey] = at
             heapq.heappush(self.heaps.setdefault(partition, []), (at, vkey))
+        if self.instants.get(vkey) != instant:
+            self.instants[vkey] = instant
+            heapq.heappush(self.planned.setdefault(partition, []), (instant, vkey))
+
+    def forget(self, vkey: bytes) -> None:
+        """The visitor's journey is gone: nothing of it is planned any more."""
+        self.scheduled.pop(vkey, None)
+        self.instants.pop(vkey, None)
+
+    def earliest(self, partition: int) -> int | None:
+        """The earliest instant (visitors' own time) planned on ``partition``, if any."""
+        heap, instants = self.planned.get(partition), self.instants
+        while heap and instants.get(heap[0][1]) != heap[0][0]:
+            heapq.heappop(heap)  # fired or planned anew since
+        return heap[0][0] if heap else None
 
     def due(self, wall: int) -> Iterator[tuple[int, bytes, int]]:
         """(partition, visitor, partition clock) of every planned instant due now."""
@@ -78,6 +98,7 @@ class Timers:
                 at, vkey = heapq.heappop(heap)
                 if self.scheduled.get(vkey) == at:  # else superseded by a later plan
                     del self.scheduled[vkey]
+                    self.instants.pop(vkey, None)
                     yield partition, vkey, now
 
     def limit(self, held: Held, clock_now: int) -> int:
@@ -89,6 +110,8 @@ class Timers:
         self.clocks.clear()
         self.heaps.clear()
         self.scheduled.clear()
+        self.instants.clear()
+        self.planned.clear()
         self.read_to.clear()
         self.resuming.clear()
 

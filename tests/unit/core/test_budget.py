@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 
 from schemas.instants import format_instant, parse_instant
 from schemas.rules import QueueBudget
-from streams.core.budget import END, RETAIN_MS, ROUND_MS, Budgets, Candidate, refused
+from streams.core.budget import END, KEEP, RETAIN_MS, ROUND_MS, Budgets, Candidate, refused
 
 T0 = parse_instant("2026-12-01T09:00:00.000Z")
 TWO_A_MINUTE = {"sales": QueueBudget(invitations=2, per="minute")}
@@ -85,14 +85,17 @@ def test_a_copy_waiting_for_its_round_is_dropped() -> None:
     assert [c.id for c, _ in state.release(END, TWO_A_MINUTE)] == ["a"]
 
 
-def test_decided_ids_are_kept_for_an_hour_of_event_time() -> None:
+def test_decided_ids_are_kept_for_an_hour_of_event_time_and_at_least_the_last_few() -> None:
     state = Budgets()
-    state.offer(Candidate("a", "sales", T0, 0), TWO_A_MINUTE)
+    for n in range(KEEP + 1):
+        state.offer(Candidate(f"c{n}", "sales", T0 + n, 0), TWO_A_MINUTE)
     state.release(T0 + ROUND_MS, TWO_A_MINUTE)
-    state.release(T0 + RETAIN_MS, TWO_A_MINUTE)
-    assert "a" in state.decided
-    state.release(T0 + RETAIN_MS + 2 * ROUND_MS, TWO_A_MINUTE)
-    assert "a" not in state.decided
+    state.release(T0 + 100 * RETAIN_MS, TWO_A_MINUTE)  # hours on: the last KEEP stay
+    assert len(state.decided) == KEEP and "c0" not in state.decided
+    assert state.drain_forgotten() == ["c0"]
+    # a copy of a forgotten one is decided again, as late
+    assert len(state.offer(Candidate("c0", "sales", T0, 0), TWO_A_MINUTE)) == 1
+    assert state.offer(Candidate("c1", "sales", T0 + 1, 0), TWO_A_MINUTE) == []
 
 
 def test_a_budget_removed_before_the_round_lets_it_through() -> None:
