@@ -24,6 +24,10 @@ Beckon's promise is that ``beckon worker`` gives exactly the invitations and dec
 
 ``--short``: a few faults, a few thousand visitors, about 3 minutes (the integration
 test ``tests/integration/test_soak_short.py``). Results: docs/reliability.md.
+
+``--budgets``: the same rules with budgets on two queues (``BUDGETS_YAML``), so that the
+budget stage's rounds, table and watermarks go through every fault; without the clock
+faults, whose visitors are the budgets' stated caveat (docs/contract.md, "Budgets").
 """
 
 from __future__ import annotations
@@ -76,6 +80,12 @@ WEIGHTS = {"kill_backlog": 4, "kill_recovery": 3, "sigterm": 2, "join_leave": 2,
            "broker_bounce": 1, "duplicate": 2, "poison": 2, "clock_fast": 1, "clock_slow": 1,
            "kill_end": 2}  # fmt: skip
 SHORT_KINDS = ("kill_backlog", "duplicate", "poison", "clock_fast")
+# Budgets that bind on the generated traffic (a few invitations an hour per queue, a
+# day of event time): a good share of the two queues' invitations is held back.
+BUDGETS_YAML = """queues:
+  sales: {budget: {invitations: 1, per: hour}}
+  product-experts: {budget: {invitations: 2, per: hour}}
+"""
 
 
 def say(text: str) -> None:
@@ -108,12 +118,17 @@ class Fault:
         return f"{self.kind:14} {where:>22}  {what}"
 
 
-def plan_faults(rng: random.Random, n: int, events: int, *, short: bool) -> list[Fault]:
+def plan_faults(
+    rng: random.Random, n: int, events: int, *, short: bool, budgets: bool = False
+) -> list[Fault]:
     """The seeded schedule: every kind once (the short soak: its four), the rest drawn by
-    weight; moments spread over 5-90% of the stream so each lands mid-stream."""
-    kinds = list(SHORT_KINDS if short else ALL_KINDS)
+    weight; moments spread over 5-90% of the stream so each lands mid-stream. With
+    budgets, no clock faults."""
+    kinds = [k for k in (SHORT_KINDS if short else ALL_KINDS)
+             if not (budgets and k in CLOCK_KINDS)]  # fmt: skip
     if not short:
-        pool = [k for k, w in WEIGHTS.items() for _ in range(w)]
+        pool = [k for k, w in WEIGHTS.items() for _ in range(w)
+                if not (budgets and k in CLOCK_KINDS)]  # fmt: skip
         kinds += [rng.choice(pool) for _ in range(max(0, n - len(kinds)))]
     faults = [_fault(rng, kind, events, short=short) for kind in kinds]
     return sorted(faults, key=lambda f: (f.kind in END_KINDS, f.at))
@@ -599,13 +614,13 @@ def backtest_input(settings: Settings) -> tuple[list[bytes], int]:
     return lines, dead
 
 
-def backtest(settings: Settings, lines: list[bytes]) -> Any:
+def backtest(settings: Settings, lines: list[bytes], rules_yaml: str = RULES_YAML) -> Any:
     from schemas.rules import load_rules
     from streams.backtest import Result, read_events, run
     from streams.core.rules import CompiledRules
 
     result = Result()
-    rules = CompiledRules.of(load_rules(RULES_YAML))
+    rules = CompiledRules.of(load_rules(rules_yaml))
     return run(read_events(lines, result), rules, settings.limits(), result)
 
 
@@ -693,7 +708,8 @@ def soak(args: argparse.Namespace) -> dict[str, Any]:
     t0, t0_epoch = time.monotonic(), time.time()
     rng = random.Random(args.seed)
     events = args.visitors * EVENTS_PER_VISITOR
-    faults = plan_faults(rng, args.faults, events, short=args.short)
+    faults = plan_faults(rng, args.faults, events, short=args.short, budgets=args.budgets)
+    rules_yaml = BUDGETS_YAML + RULES_YAML if args.budgets else RULES_YAML
     print(f"seed {args.seed}: {args.visitors:,} visitors, {events:,} events over "
           f"~{args.publish_s:g} s; {len(faults)} faults:", flush=True)  # fmt: skip
     for f in faults:
@@ -711,7 +727,7 @@ def soak(args: argparse.Namespace) -> dict[str, Any]:
         run_id = f"soak{args.seed}x{uuid.uuid4().hex[:6]}"
         settings = group_settings(base, run_id, folder, partitions=PARTITIONS)
         rules = folder / "rules.yaml"
-        rules.write_text(RULES_YAML, encoding="utf-8")
+        rules.write_text(rules_yaml, encoding="utf-8")
         say(f"broker {where}; run {run_id}; logs in {folder}")
         url = stack.enter_context(running_collector(settings, folder)) if http else None
         fleet = Fleet(settings, rules, folder, t0)
@@ -738,7 +754,8 @@ def soak(args: argparse.Namespace) -> dict[str, Any]:
         r["lost"] = len(event_ids(sender.acked) - event_ids(lines))
         r["topic_records"], r["judged"] = len(lines) + poisoned, len(lines)
         r["poisoned_on_topic"] = poisoned
-        expected = backtest(settings, lines)
+        expected = backtest(settings, lines, rules_yaml)
+        r["budget"] = sum(d["reason"] == "budget" for d in expected.decisions)
         r["visitors"] = expected.visitors
         say(f"backtest: {len(expected.invitations)} invitations; settling")
         r["cmp"] = settle(settings, expected, conductor)
@@ -824,7 +841,7 @@ def report(r: dict[str, Any]) -> str:
         f"{r['poisoned_on_topic']} poison; acknowledged and lost: {r['lost']}",
         f"dead letters: {dict(r['dlq'])}; poison messages not dead-lettered: {r['poison_missing']}",
         f"backtest: {r['visitors']:,} visitors, {c.invitations:,} invitations, "
-        f"{c.decisions:,} decisions",
+        f"{c.decisions:,} decisions, {r.get('budget', 0):,} of them suppressed budget",
         f"invitations: {len(c.inv_missing)} missing, {len(c.inv_extra)} extra, "
         f"{len(c.inv_differing)} differing, {c.inv_copies} copies",
         f"decisions:   {len(c.dec_missing)} missing, {len(c.dec_extra)} extra, "
@@ -854,6 +871,7 @@ def main(argv: list[str] | None = None) -> int:
     add("--faults", type=int, default=20, help="faults, at least one of each kind [20]")
     add("--publish-s", type=float, help="seconds over which to publish [480; --short 60]")
     add("--short", action="store_true", help="a few faults, a few thousand visitors")
+    add("--budgets", action="store_true", help="budgets on two queues; no clock faults")
     add("--keep", help="keep logs and data in this folder [a temporary one]")
     args = parser.parse_args(argv)
     args.visitors = args.visitors or (3_000 if args.short else 30_000)
