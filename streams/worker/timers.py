@@ -74,7 +74,17 @@ class Timers:
             heapq.heappush(self.heaps.setdefault(partition, []), (at, vkey))
         if self.instants.get(vkey) != instant:
             self.instants[vkey] = instant
-            heapq.heappush(self.planned.setdefault(partition, []), (instant, vkey))
+            planned = self.planned.setdefault(partition, [])
+            heapq.heappush(planned, (instant, vkey))
+            if len(planned) > 2 * len(self.instants) + 1024:
+                self._compact()
+
+    def _compact(self) -> None:
+        """Drop the planned entries of instants fired or planned anew: ``earliest`` only
+        drops them from the top, and is asked only while some queue has a budget."""
+        for partition, heap in self.planned.items():
+            live = {(t, v) for t, v in heap if self.instants.get(v) == t}
+            self.planned[partition] = sorted(live)
 
     def forget(self, vkey: bytes) -> None:
         """The visitor's journey is gone: nothing of it is planned any more."""

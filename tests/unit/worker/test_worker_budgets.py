@@ -163,3 +163,18 @@ def test_a_partition_without_records_holds_no_round_back_nor_lowers_a_mark() -> 
     state = stage.held[0]
     asyncio.run(stage.handle(records([mark(1, T0 + 9_000), mark(1, None)])))
     assert state.marks == {0: T0 + 5_000, 1: T0 + 9_000}
+
+
+def test_planned_instants_are_not_kept_once_fired_or_planned_anew() -> None:
+    """Without budgets nothing asks for the earliest instant: the heap of planned ones
+    must not grow with every plan made."""
+    app = owning(StandInApp(), 0)
+    pipeline = replay(app)
+    timers = pipeline.timers
+    held = SimpleNamespace(anchor=T0, journey=SimpleNamespace(clock=T0))
+    for n in range(20_000):  # one visitor planned anew 20,000 times
+        timers.schedule(b"v", 0, held, T0 + 5 * HOUR + n)  # type: ignore[arg-type]
+    assert len(timers.planned[0]) < 2 * len(timers.instants) + 1100
+    assert timers.earliest(0) == T0 + 30_000  # v0's, still planned
+    timers.forget(b"v0")
+    assert timers.earliest(0) == T0 + HOUR + 30_000
