@@ -96,6 +96,7 @@ from typing import Any
 import orjson
 
 from bench.clickstream import RULES_YAML, generate
+from bench.rules import BUDGETS_YAML
 from schemas.instants import parse_instant
 from streams.kafka.publisher import Publisher
 from streams.kafka.topics import TopicSpec, contract_topics, ensure_topics
@@ -353,14 +354,16 @@ def outputs(settings: Settings) -> str:
                       for t in (settings.topic_invitations, settings.topic_dlq))  # fmt: skip
 
 
-def backtest_ids(settings: Settings, n: int, visitors: int, seed: int) -> set[str]:
+def backtest_ids(
+    settings: Settings, n: int, visitors: int, seed: int, rules_yaml: str = RULES_YAML
+) -> set[str]:
     """The invitation ids ``beckon backtest`` gives for the preloaded events."""
     from schemas.rules import load_rules
     from streams.backtest import Result, read_events, run
     from streams.core.rules import CompiledRules
 
     result = Result()
-    rules = CompiledRules.of(load_rules(RULES_YAML))
+    rules = CompiledRules.of(load_rules(rules_yaml))
     run(read_events(generate(n, visitors, seed), result), rules, settings.limits(), result)
     return {i["invitation_id"] for i in result.invitations}
 
@@ -662,6 +665,7 @@ def main(argv: list[str] | None = None) -> int:
     add("--skip", action="append", default=[], choices=phases,
         help="leave out a phase (two: the same as scale)")  # fmt: skip
     add("--scale", type=group_sizes, default="1,2,4", help="group sizes of scale [1,2,4]")
+    add("--budgets", action="store_true", help="the rules with budgets on two queues")
     add("--json", help="also write the figures to this file")
     add("--keep", help="keep the worker logs and data in this folder [a temporary one]")
     args = parser.parse_args(argv)
@@ -678,14 +682,15 @@ def main(argv: list[str] | None = None) -> int:
             folder = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="beckon-live-")))
         base, r["broker"] = stack.enter_context(kafka(args.bootstrap, folder))
         run, rules = f"live{uuid.uuid4().hex[:8]}", folder / "rules.yaml"
-        rules.write_text(RULES_YAML, encoding="utf-8")
+        rules_yaml = BUDGETS_YAML + RULES_YAML if args.budgets else RULES_YAML
+        rules.write_text(rules_yaml, encoding="utf-8")
         say(f"broker {r['broker']}; run {run}; logs in {folder}")
         source = group_settings(base, f"{run}.input", folder)
         say(f"preloading {args.events:,} events into {source.topic_clickstream}")
         total, curve = preload(source, args.events, args.visitors, args.seed)
         r.update(events=total, visitors=curve[-1])
         say("the backtest of the same events")
-        expected = backtest_ids(base, args.events, args.visitors, args.seed)
+        expected = backtest_ids(base, args.events, args.visitors, args.seed, rules_yaml)
         shared = {"topic_clickstream": source.topic_clickstream}
         if "raw" not in skip:
             say("raw ceiling")

@@ -205,3 +205,12 @@ rules:
     queue: founders
     timeframe: {timezone: America/Los_Angeles, days: [mon, tue, wed, thu, fri]}
 """
+
+# Budgets that bind on the benchmarks' traffic (a few invitations an hour per queue over
+# a day of event time): a good share of the two queues' invitations is held back. Put
+# before RULES_YAML: ``BUDGETS_YAML + RULES_YAML``.
+BUDGETS_YAML: Final = """\
+queues:
+  sales: {budget: {invitations: 1, per: hour}}
+  product-experts: {budget: {invitations: 2, per: hour}}
+"""

@@ -56,6 +56,7 @@ import orjson
 
 from bench.clickstream import RULES_YAML, generate
 from bench.live import Worker, committed, free_port, group_settings, kafka, read_topic
+from bench.rules import BUDGETS_YAML
 from streams.ops import broker
 from streams.settings import Settings
 from streams.worker.tables import partition_of
@@ -80,12 +81,6 @@ WEIGHTS = {"kill_backlog": 4, "kill_recovery": 3, "sigterm": 2, "join_leave": 2,
            "broker_bounce": 1, "duplicate": 2, "poison": 2, "clock_fast": 1, "clock_slow": 1,
            "kill_end": 2}  # fmt: skip
 SHORT_KINDS = ("kill_backlog", "duplicate", "poison", "clock_fast")
-# Budgets that bind on the generated traffic (a few invitations an hour per queue, a
-# day of event time): a good share of the two queues' invitations is held back.
-BUDGETS_YAML = """queues:
-  sales: {budget: {invitations: 1, per: hour}}
-  product-experts: {budget: {invitations: 2, per: hour}}
-"""
 
 
 def say(text: str) -> None:
