@@ -248,11 +248,10 @@ class RuleSet:
         kept = {name: queue for name, queue in sorted((queues or {}).items()) if queue != Queue()}
         content: Any = [_canonical(r) for r in sorted(given, key=_by_id)]
         if kept:  # rule sets without queue settings keep the version they always had
-            content = {
-                "rules": content,
-                "queues": {name: q.model_dump(mode="json", exclude_none=True)
-                           for name, q in kept.items()},  # fmt: skip
+            queued = {
+                name: q.model_dump(mode="json", exclude_none=True) for name, q in kept.items()
             }
+            content = {"rules": content, "queues": queued}
         canonical = orjson.dumps(content, option=orjson.OPT_SORT_KEYS)
         by_priority = tuple(sorted(given, key=lambda r: (-r.priority, r.id)))
         return cls(by_priority, hashlib.sha256(canonical).hexdigest()[:12], MappingProxyType(kept))
