@@ -128,6 +128,15 @@ class Budgets:
         self._forget(until - RETAIN_MS)
         return made
 
+    def grant_all(self) -> list[tuple[Candidate, bool]]:
+        """Grant every waiting candidate, its round left undecided and no token taken: no
+        queue has a budget any more, so no watermark will come to decide their rounds."""
+        made = [(c, True) for c in sorted(self.pending.values(), key=Candidate.order)]
+        for candidate, _ in made:
+            self.decided[candidate.id] = candidate.at
+        self.pending.clear()
+        return made
+
     def _decide(
         self, candidate: Candidate, t: int, budgets: Mapping[str, QueueBudget]
     ) -> tuple[Candidate, bool]:

@@ -54,6 +54,7 @@ from streams.worker.tables import page_partition
 log = logging.getLogger(__name__)
 
 STATE_KEY = b"s"
+ORPHANS_EVERY_S = 5.0  # how often waiting candidates are looked for once no budget is left
 WAITING = b"c:"
 DECIDED = b"d:"
 
@@ -92,6 +93,7 @@ class _Partition:
         return min(marks.values())
 
     records: dict[str, bytes] = field(default_factory=dict)  # waiting id -> its record
+    saved: bytes | None = None  # the small state as last read from or written to the table
 
     def small(self) -> bytes:
         b = self.budgets
@@ -108,6 +110,7 @@ class _Partition:
         state, decided = cls(), []
         for key, value in items:
             if key == STATE_KEY:
+                state.saved = value
                 small = orjson.loads(value)
                 state.marks = {int(p): w for p, w in small["marks"].items()}
                 state.empty = set(small.get("empty", ()))
@@ -151,6 +154,7 @@ class BudgetStage:
         self.lock = asyncio.Lock()
         self.held: dict[int, _Partition] = {}
         self.table.on_recover(self.restore)
+        app.timer(ORPHANS_EVERY_S, name="beckon-budget-orphans")(self.release_orphans)
 
     async def take(self, batch: Sequence[Record]) -> None:
         """A batch from the intake: a fetch's records of the budget topic."""
@@ -168,10 +172,15 @@ class BudgetStage:
         made: list[tuple[int, Candidate, bool, bytes]] = []  # partition, decided, granted
         new: dict[int, dict[str, bytes]] = {}  # partition -> records now waiting, by id
         touched: set[int] = set()
+        checked: set[int] = set()
         late = 0
         for record in batch:
             q, raw = record.partition, record.value or b""
             state = self.held.get(q)
+            if q not in checked:  # once a batch: a RocksDB read
+                checked.add(q)
+                if state is not None and not self._current(q, state):
+                    state = None
             if state is None:
                 state = self.held[q] = self._load(q)
             try:
@@ -200,7 +209,11 @@ class BudgetStage:
             before = state.budgets.late
             for decided, granted in state.budgets.offer(candidate, budgets):
                 made.append((q, decided, granted, raw))
-            late += state.budgets.late - before
+            if state.budgets.late > before:
+                late += 1
+                log.info("budget: %s (%s) came %.1f s of event time after its round was "
+                         "decided: decided at once", candidate.id, candidate.queue,
+                         (state.budgets.decided_to - candidate.at) / 1000)  # fmt: skip
             if candidate.id in state.budgets.pending and candidate.id not in state.records:
                 state.records[candidate.id] = raw
                 new.setdefault(q, {})[candidate.id] = raw
@@ -252,12 +265,41 @@ class BudgetStage:
             state = self.held[q]
             for id_ in state.budgets.drain_forgotten():
                 await put(self.table, q, DECIDED + id_.encode(), None)
-            await put(self.table, q, STATE_KEY, state.small())
+            state.saved = state.small()
+            await put(self.table, q, STATE_KEY, state.saved)
         await self.sink.flush()
+
+    def _current(self, q: int, state: _Partition) -> bool:
+        """Whether the state held here is the table's: another worker may have owned the
+        partition between two rebalances this worker took part in."""
+        db = held_db(self.table, q)
+        return db is None or db.get(STATE_KEY) == state.saved
 
     def _load(self, q: int) -> _Partition:
         db = held_db(self.table, q)
         return _Partition() if db is None else _Partition.load(db.items())
+
+    async def release_orphans(self) -> None:
+        """Once no queue has a budget (the rules changed), grant what still waits: the
+        workers publish no watermark any more, so its rounds would never be decided."""
+        if self.rules().budgets:
+            return
+        async with self.lock:
+            made: list[tuple[int, Candidate, bool, bytes]] = []
+            touched: set[int] = set()
+            for q in range(self.settings.partitions):
+                if q not in self.held and held_db(self.table, q) is None:
+                    continue  # not this worker's
+                state = self.held.get(q) or self.held.setdefault(q, self._load(q))
+                if not state.budgets.pending:
+                    continue
+                touched.add(q)
+                for decided, granted in state.budgets.grant_all():
+                    made.append((q, decided, granted, state.records.pop(decided.id)))
+            if made:
+                log.info("no budget left: %d waiting invitations granted", len(made))
+                await self._emit(made)
+                await self._save(touched, {}, made)
 
     async def restore(self) -> None:
         """After recovery or a rebalance: the budget partitions' state comes from the table."""

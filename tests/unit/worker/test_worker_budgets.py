@@ -178,3 +178,41 @@ def test_planned_instants_are_not_kept_once_fired_or_planned_anew() -> None:
     assert timers.earliest(0) == T0 + 30_000  # v0's, still planned
     timers.forget(b"v0")
     assert timers.earliest(0) == T0 + HOUR + 30_000
+
+
+def _candidate(id_: str, at: str = "2026-12-01T10:00:00.500Z") -> bytes:
+    return orjson.dumps({
+        "decision": {"visitor_id": "v", "invitation_id": id_, "outcome": "invited",
+                     "reason": None, "rule_id": "hesitating"},
+        "invitation": {"invitation_id": id_, "queue": "default", "visitor_id": "v",
+                       "rule_id": "hesitating", "triggered_at": at, "priority": 0},
+    })  # fmt: skip
+
+
+def _mark(w: int) -> bytes:
+    return orjson.dumps({"partition": 0, "watermark": w})
+
+
+def test_waiting_invitations_are_granted_once_no_budget_is_left() -> None:
+    rules = [RULES]
+    app = StandInApp()
+    stage = BudgetStage(app, SETTINGS, lambda: rules[0], WorkerMetrics())  # type: ignore[arg-type]
+    asyncio.run(stage.handle(records([_candidate("i")])))
+    asyncio.run(stage.release_orphans())
+    assert sent(app, SETTINGS.topic_invitations) == []  # the budget is still there
+    rules[0] = CompiledRules.of(load_rules("rules: []"))  # the budget is removed
+    asyncio.run(stage.release_orphans())
+    assert [i["invitation_id"] for i in sent(app, SETTINGS.topic_invitations)] == ["i"]
+    assert stage.held[0].budgets.pending == {}
+
+
+def test_a_stage_whose_partition_another_worker_moved_on_reads_the_table_again() -> None:
+    app = StandInApp()
+    mine, theirs = stage_on(app), stage_on(app)  # two workers, one table (a stand-in)
+    asyncio.run(mine.handle(records([_candidate("i")])))
+    # the partition moves to the other worker, which decides the round...
+    asyncio.run(theirs.handle(records([_candidate("i"), _mark(T0 + 5_000)])))
+    assert len(sent(app, SETTINGS.topic_decisions)) == 1
+    # ...and back: the state this worker held is stale, the table's says it is decided
+    asyncio.run(mine.handle(records([_mark(T0 + 6_000)])))
+    assert len(sent(app, SETTINGS.topic_decisions)) == 1
