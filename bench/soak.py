@@ -700,6 +700,8 @@ def dead_letters(settings: Settings, poison: list[tuple[bytes, bytes]]) -> tuple
 def soak(args: argparse.Namespace) -> dict[str, Any]:
     """Run the whole soak; the figures and the comparison."""
     os.environ.update(WORKER_ENV)
+    if args.budget_slack_s is not None:
+        os.environ["BECKON_BUDGET_SLACK_S"] = str(args.budget_slack_s)
     t0, t0_epoch = time.monotonic(), time.time()
     rng = random.Random(args.seed)
     events = args.visitors * EVENTS_PER_VISITOR
@@ -867,6 +869,11 @@ def main(argv: list[str] | None = None) -> int:
     add("--publish-s", type=float, help="seconds over which to publish [480; --short 60]")
     add("--short", action="store_true", help="a few faults, a few thousand visitors")
     add("--budgets", action="store_true", help="budgets on two queues; no clock faults")
+    add(
+        "--budget-slack-s",
+        type=float,
+        help="the workers' BECKON_BUDGET_SLACK_S (event time: a replay compresses it)",
+    )
     add("--keep", help="keep logs and data in this folder [a temporary one]")
     args = parser.parse_args(argv)
     args.visitors = args.visitors or (3_000 if args.short else 30_000)
